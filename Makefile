@@ -1,0 +1,50 @@
+# recflow: `make help` lists every target. `make run` and `make test` are the whole set-up on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export BENTOML_DO_NOT_TRACK := True
+export UV_LINK_MODE := copy
+RUN := $(UV) run --frozen
+
+.PHONY: help uv install run serve test test-fast lint format bench-quality bench-features bench-serving bench-scale up clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+uv: ## install uv if it is missing
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user uv
+
+install: uv ## install the locked environment (.venv)
+	@$(UV) sync --frozen --python 3.11
+
+run: install ## run the whole pipeline on the embedded synthetic data (one Prefect flow run)
+	$(RUN) recflow run --summary .recflow/summary.json
+
+serve: install ## serve the latest packaged models on http://localhost:3000 (POST /recommend)
+	$(RUN) recflow serve
+
+test: install ## run the test suite (what CI runs)
+	@bash .ci/services
+	$(RUN) pytest -q --timeout=900
+
+test-fast: install ## run the tests, skipping the slow end-to-end ones
+	$(RUN) pytest -q -m "not slow"
+
+lint: install ## ruff check + format check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+format: install ## format the code with ruff
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+up: install ## Prefect server + UI, deployments, BentoML service and Evidently UI on localhost
+	$(RUN) recflow up
+
+clean: ## delete generated artefacts (.recflow/)
+	rm -rf .recflow

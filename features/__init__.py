@@ -1,0 +1,1 @@
+"""Feature store (Feast) and the data contract (Great Expectations)."""

@@ -1,0 +1,1 @@
+"""Prefect flows: orchestrate the stages in features/, models/, serving/ and monitoring/."""

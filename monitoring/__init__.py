@@ -1,0 +1,1 @@
+"""Evidently drift reports, dashboards and the champion/challenger gate."""

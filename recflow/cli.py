@@ -1,0 +1,120 @@
+"""The `recflow` command line: run the pipeline, serve, benchmark, simulate, bring the platform up.
+
+Settings are loaded once here (profile, then `RECFLOW_*` environment, then these options) and passed
+down. Heavy libraries are imported inside the commands, after the process environment is prepared.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from recflow.settings import Profile, Settings, load_settings
+
+app = typer.Typer(help="recflow: workflow-orchestrated recommendations.", no_args_is_help=True)
+bench = typer.Typer(help="Benchmarks that print figures and write JSON.", no_args_is_help=True)
+app.add_typer(bench, name="bench")
+
+ProfileOpt = Annotated[Profile | None, typer.Option(help="data/training size: tiny, small or default")]
+HomeOpt = Annotated[Path | None, typer.Option(help="artefact root (RECFLOW_HOME), default .recflow")]
+DataOpt = Annotated[str | None, typer.Option("--data", help="'synthetic' or 'amazon:PATH'")]
+
+
+def prepare_environment(settings: Settings) -> None:
+    """Process-wide switches the libraries read at import time. Call before importing them."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    os.environ.setdefault("BENTOML_HOME", str(settings.bentoml_home.resolve()))
+    os.environ.setdefault("PREFECT_HOME", str((settings.home / "prefect").resolve()))
+
+
+def _settings(profile: Profile | None, home: Path | None, data: str | None = None) -> Settings:
+    overrides: dict = {}
+    if home is not None:
+        overrides["home"] = home
+    if data is not None:
+        overrides["data"] = {"source": data}
+    settings = load_settings(profile, **overrides)
+    prepare_environment(settings)
+    return settings
+
+
+@app.command()
+def run(
+    summary: Annotated[Path | None, typer.Option(help="write the run summary as JSON here")] = None,
+    profile: ProfileOpt = None,
+    home: HomeOpt = None,
+    data: DataOpt = None,
+) -> None:
+    """Run the whole pipeline once: land -> validate -> features -> train -> package -> drift check."""
+    settings = _settings(profile, home, data)
+    from flows.pipeline import run_pipeline
+
+    result = run_pipeline(settings, summary_path=summary)
+    raise typer.Exit(0 if result.get("status") == "ok" else 1)
+
+
+@app.command()
+def serve(
+    port: Annotated[int | None, typer.Option(help="port (RECFLOW_SERVING__PORT, default 3000)")] = None,
+    profile: ProfileOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Serve the latest packaged models over HTTP (POST /recommend)."""
+    settings = _settings(profile, home)
+    if port is not None:
+        settings.serving.port = port
+    from serving.server import serve as serve_http
+
+    serve_http(settings)
+
+
+@bench.command("quality")
+def bench_quality(
+    dataset: Annotated[Path, typer.Option(help="folder with <Name>.txt (and <Name>_item2attributes.json)")],
+    json_out: Annotated[Path, typer.Option("--json", help="write results here")],
+    seed: Annotated[int, typer.Option(help="random seed")] = 42,
+    home: HomeOpt = None,
+) -> None:
+    """Leave-one-out full-ranking benchmark (HR@K, NDCG@K) of baselines and the platform's models."""
+    settings = _settings(None, home)
+    from models.benchmark import run_quality_bench
+
+    run_quality_bench(settings, dataset, json_out, seed=seed)
+
+
+@bench.command("features")
+def bench_features(
+    json_out: Annotated[Path, typer.Option("--json", help="write results here")],
+    lookups: Annotated[int, typer.Option(help="lookups per measurement")] = 2000,
+    home: HomeOpt = None,
+) -> None:
+    """Online feature latency (user, user + 100 items) on SQLite and Redis."""
+    settings = _settings(None, home)
+    from features.bench import run_feature_bench
+
+    run_feature_bench(settings, json_out, lookups=lookups)
+
+
+@bench.command("serving")
+def bench_serving(
+    json_out: Annotated[Path, typer.Option("--json", help="write results here")],
+    rate: Annotated[float, typer.Option(help="steady request rate, req/s")] = 100.0,
+    duration: Annotated[float, typer.Option(help="seconds at the steady rate")] = 60.0,
+    home: HomeOpt = None,
+) -> None:
+    """Open-loop load test of POST /recommend on loopback, then the highest rate meeting the p99 target."""
+    settings = _settings(None, home)
+    from serving.bench import run_serving_bench
+
+    run_serving_bench(settings, json_out, rate=rate, duration=duration)
+
+
+if __name__ == "__main__":
+    app()

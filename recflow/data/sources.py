@@ -1,0 +1,39 @@
+"""Landing raw data: the synthetic generator or a real data set, cut into daily raw batches."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from rich.progress import track
+
+from recflow.data.batches import Batch, write_raw_batch
+from recflow.settings import Settings
+
+
+def land_batches(settings: Settings) -> list[Batch]:
+    """Write every daily raw batch of the configured source that is not on disk yet; return all of them.
+
+    `settings.data.source` is `synthetic` (default) or `amazon:PATH`.
+    """
+    source = settings.data.source
+    root = settings.raw_dir
+    root.mkdir(parents=True, exist_ok=True)
+    if source == "synthetic":
+        from recflow.data.synthetic import build_world, generate_day
+
+        world = build_world(settings.data, settings.seed)
+        out = []
+        for d in track(range(settings.data.n_days), description="landing synthetic batches", transient=True):
+            day = settings.data.start_date + timedelta(days=d)
+            path = root / day.isoformat()
+            frames = None if path.exists() else generate_day(world, settings.data, settings.seed, d)
+            out.append(write_raw_batch(root, day, frames) if frames else Batch(day, path))
+        return out
+    if source.startswith("amazon:"):
+        from recflow.data.amazon import amazon_daily_batches
+
+        return [
+            write_raw_batch(root, day, frames)
+            for day, frames in amazon_daily_batches(source.split(":", 1)[1], settings)
+        ]
+    raise ValueError(f"Unknown data source {source!r}: expected 'synthetic' or 'amazon:PATH'")

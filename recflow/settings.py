@@ -1,0 +1,200 @@
+"""The one typed settings object: every knob of the platform, read from `RECFLOW_*` environment variables.
+
+Load it once at the entry point (`Settings()`), pass it down. Nested sections are set with a double
+underscore, e.g. `RECFLOW_DATA__N_USERS=500`, `RECFLOW_FEATURES__ONLINE_STORE=redis`,
+`RECFLOW_SERVING__API_KEY=...`. Nothing here touches the disk or the network.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Profile = Literal["tiny", "small", "default"]
+
+
+class DataSettings(BaseModel):
+    """Where the raw data comes from and, for the synthetic generator, its shape."""
+
+    source: str = Field(
+        "synthetic",
+        description="'synthetic' (embedded generator) or 'amazon:PATH' (a folder with <Name>.txt).",
+    )
+    n_users: int = Field(3000, gt=0)
+    n_items: int = Field(1200, gt=0)
+    n_days: int = Field(30, gt=1, description="number of daily batches")
+    start_date: date = date(2026, 1, 1)
+    n_clusters: int = Field(8, gt=0, description="latent taste clusters")
+    n_categories: int = Field(16, gt=0)
+    n_brands: int = Field(60, gt=0)
+    sessions_per_user_day: float = Field(0.35, gt=0, description="mean sessions per user and day")
+    views_per_session: float = Field(4.0, gt=0)
+    popularity_exponent: float = Field(1.1, gt=0, description="Zipf exponent of item popularity")
+    taste_strength: float = Field(0.8, ge=0, le=1, description="share of views driven by taste")
+    drift_day: int | None = Field(None, description="first day (0-based) with injected drift")
+    drift_strength: float = Field(1.0, ge=0, le=1, description="share of users whose taste shifts")
+    drift_new_items: float = Field(0.15, ge=0, description="new items at the drift day, share of catalogue")
+    drift_price_factor: float = Field(1.4, gt=0, description="price multiplier for shifted categories")
+    holdout_days: int = Field(3, gt=0, description="newest days kept out of training for evaluation")
+    validation: Literal["batch", "rows"] = Field(
+        "rows",
+        description="'rows': bad rows go to quarantine, good rows go on; 'batch': one bad row quarantines"
+        " the whole batch.",
+    )
+
+
+class FeatureSettings(BaseModel):
+    """Feast feature store: offline parquet, online SQLite (default) or Redis."""
+
+    project: str = "recflow"
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    redis_password: SecretStr | None = None
+    redis_db: int = 0
+    sequence_length: int = Field(20, gt=0, description="last N item ids kept as the user's sequence")
+
+
+class TrainSettings(BaseModel):
+    """TFRS training: hyperparameters and hardware options."""
+
+    embedding_dim: int = Field(64, gt=0)
+    epochs: int = Field(8, gt=0)
+    batch_size: int = Field(512, gt=0)
+    learning_rate: float = Field(0.05, gt=0)
+    ranking_epochs: int = Field(3, gt=0)
+    mixed_precision: bool = False
+    xla: bool = False
+    distribute: Literal["auto", "default", "mirrored", "multiworker"] = Field(
+        "auto",
+        description="auto: MultiWorkerMirrored if TF_CONFIG is set, Mirrored on >1 GPU, else default",
+    )
+    k: int = Field(10, gt=0, description="cut-off for Recall@K / NDCG@K")
+
+
+class ServingSettings(BaseModel):
+    """BentoML service."""
+
+    host: str = "127.0.0.1"
+    port: int = 3000
+    api_key: SecretStr | None = None
+    candidates: int = Field(100, gt=0, description="retrieved candidates handed to the ranker")
+    max_per_category: int | None = Field(None, gt=0, description="business rule: at most M per category")
+    nprobe: int = Field(8, gt=0, description="faiss IVF cells probed per query")
+
+
+class MonitoringSettings(BaseModel):
+    """Evidently drift detection and the champion/challenger gate."""
+
+    drift_share_threshold: float = Field(0.5, gt=0, le=1, description="drifted-column share that alarms")
+    stattest_threshold: float | None = None
+    promotion_margin: float = Field(0.0, ge=0, description="relative Recall@K gain a challenger needs")
+
+
+class Settings(BaseSettings):
+    """All of recflow's settings. `Settings()` reads `RECFLOW_*` from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="RECFLOW_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Field(Path(".recflow"), description="root of every artefact the platform writes")
+    profile: Profile = "default"
+    seed: int = 42
+    data: DataSettings = DataSettings()
+    features: FeatureSettings = FeatureSettings()
+    train: TrainSettings = TrainSettings()
+    serving: ServingSettings = ServingSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+    prefect_database_url: SecretStr | None = Field(
+        None, description="PostgreSQL URL for the Prefect server (SQLite when unset)"
+    )
+
+    # ---- derived paths (nothing is created here) ----
+    @property
+    def raw_dir(self) -> Path:
+        return self.home / "raw"
+
+    @property
+    def validated_dir(self) -> Path:
+        return self.home / "validated"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def feature_repo_dir(self) -> Path:
+        return self.home / "feature_repo"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def bentoml_home(self) -> Path:
+        return self.home / "bentoml"
+
+
+PROFILES: dict[str, dict] = {
+    # A few hundred rows: for tests and smoke runs.
+    "tiny": {
+        "data": {
+            "n_users": 150,
+            "n_items": 80,
+            "n_days": 8,
+            "n_categories": 6,
+            "n_brands": 10,
+            "n_clusters": 3,
+            "holdout_days": 2,
+        },
+        "train": {"embedding_dim": 16, "epochs": 2, "batch_size": 256, "ranking_epochs": 1},
+    },
+    "small": {
+        "data": {"n_users": 800, "n_items": 400, "n_days": 14, "holdout_days": 2},
+        "train": {"embedding_dim": 32, "epochs": 4},
+    },
+    "default": {},
+}
+
+
+def load_settings(profile: Profile | None = None, **overrides) -> Settings:
+    """Build the settings: profile defaults, then `RECFLOW_*` environment, then explicit overrides.
+
+    Environment variables win over the profile, explicit keyword overrides win over both.
+    """
+    base = Settings()
+    chosen = profile or base.profile
+    merged = _deep_merge(PROFILES[chosen], _explicit_env(base))
+    merged = _deep_merge(merged, overrides)
+    merged["profile"] = chosen
+    return Settings.model_validate(_deep_merge(base.model_dump(), merged))
+
+
+def _explicit_env(base: Settings) -> dict:
+    """The fields that were set from the environment (so a profile does not override them)."""
+
+    def walk(model: BaseModel) -> dict:
+        out = {}
+        for name in model.model_fields_set:
+            value = getattr(model, name)
+            out[name] = walk(value) if isinstance(value, BaseModel) else value
+        return out
+
+    return walk(base)
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for key, value in b.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

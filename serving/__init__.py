@@ -1,0 +1,1 @@
+"""BentoML packaging and the recommendation service."""
