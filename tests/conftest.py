@@ -19,3 +19,22 @@ from recflow.settings import Settings, load_settings  # noqa: E402
 def tiny_settings(tmp_path) -> Settings:
     """Settings of the `tiny` profile with every artefact under a fresh temporary folder."""
     return load_settings("tiny", home=tmp_path / "home")
+
+
+@pytest.fixture
+def tiny_batches(tiny_settings):
+    """Tiny synthetic raw batches landed on disk, and copied as-is into the validated store.
+
+    Synthetic data is valid by construction, so stages downstream of validation can be tested
+    without running Great Expectations first.
+    """
+    import shutil
+
+    from recflow.data.batches import list_batches
+    from recflow.data.sources import land_batches
+
+    batches = land_batches(tiny_settings)
+    for b in batches:
+        shutil.copytree(b.path, tiny_settings.validated_dir / b.path.name)
+    assert len(list_batches(tiny_settings.validated_dir)) == tiny_settings.data.n_days
+    return batches
