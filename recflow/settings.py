@@ -45,6 +45,9 @@ class DataSettings(BaseModel):
         description="'rows': bad rows go to quarantine, good rows go on; 'batch': one bad row quarantines"
         " the whole batch.",
     )
+    max_bad_row_share: float = Field(
+        0.05, ge=0, le=1, description="in 'rows' mode, a table with more bad rows than this is quarantined whole"
+    )
 
 
 class FeatureSettings(BaseModel):
@@ -57,6 +60,10 @@ class FeatureSettings(BaseModel):
     redis_password: SecretStr | None = None
     redis_db: int = 0
     sequence_length: int = Field(20, gt=0, description="last N item ids kept as the user's sequence")
+    engine: Literal["pandas", "dask"] = Field(
+        "pandas", description="dataframe engine of the feature aggregations (dask: a local Dask cluster)"
+    )
+    dask_workers: int = Field(2, gt=0, description="workers of the local Dask cluster when engine is dask")
 
 
 class TrainSettings(BaseModel):
@@ -67,6 +74,9 @@ class TrainSettings(BaseModel):
     batch_size: int = Field(512, gt=0)
     learning_rate: float = Field(0.05, gt=0)
     ranking_epochs: int = Field(3, gt=0)
+    ranking_learning_rate: float = Field(0.01, gt=0)
+    temperature: float = Field(0.1, gt=0, description="softmax temperature of the retrieval task")
+    logq_correction: bool = Field(True, description="subtract log item frequency from in-batch logits")
     mixed_precision: bool = False
     xla: bool = False
     distribute: Literal["auto", "default", "mirrored", "multiworker"] = Field(
@@ -85,6 +95,13 @@ class ServingSettings(BaseModel):
     candidates: int = Field(100, gt=0, description="retrieved candidates handed to the ranker")
     max_per_category: int | None = Field(None, gt=0, description="business rule: at most M per category")
     nprobe: int = Field(8, gt=0, description="faiss IVF cells probed per query")
+    index: Literal["auto", "flat", "ivf", "hnsw"] = Field(
+        "auto", description="faiss index over item embeddings; auto: exact up to exact_max_items, else IVF"
+    )
+    exact_max_items: int = Field(10000, gt=0, description="catalogue size up to which 'auto' is exact")
+    min_index_recall: float = Field(0.95, gt=0, le=1, description="ANN recall@10 vs exact required at load")
+    reload_interval_s: float = Field(2.0, gt=0, description="seconds between champion pointer checks")
+    workers: int = Field(1, gt=0, description="BentoML API worker processes")
 
 
 class MonitoringSettings(BaseModel):
@@ -93,6 +110,16 @@ class MonitoringSettings(BaseModel):
     drift_share_threshold: float = Field(0.5, gt=0, le=1, description="drifted-column share that alarms")
     stattest_threshold: float | None = None
     promotion_margin: float = Field(0.0, ge=0, description="relative Recall@K gain a challenger needs")
+    reference_days: int = Field(
+        2, gt=0, description="newest days of the training window used as the drift reference"
+    )
+    num_stattest: str = Field("wasserstein", description="Evidently drift method for numerical columns")
+    cat_stattest: str = Field("jensenshannon", description="Evidently drift method for categorical columns")
+    num_threshold: float = Field(0.1, gt=0, description="normed Wasserstein distance that marks drift")
+    cat_threshold: float = Field(0.1, gt=0, description="Jensen-Shannon distance that marks drift")
+    golden_tolerance: float = Field(
+        0.0, ge=0, description="relative drop on the golden set a challenger may show and still win"
+    )
 
 
 class Settings(BaseSettings):
