@@ -1,0 +1,92 @@
+"""The Amazon text-format loader: order kept, schema conformed, batches landed, benchmark arrays."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from recflow.data.amazon import (
+    PLACEHOLDER_PRICE,
+    amazon_daily_batches,
+    benchmark_sequences,
+    read_amazon_sequences,
+)
+from recflow.data.batches import list_batches, read_events
+from recflow.data.schema import TABLES
+from recflow.data.sources import land_batches
+
+LINES = ["1 10 11 12 13 14", "2 11 12 15 16 17 10", "3 12 10 14 15 16"]
+ATTRS = {
+    "10": [1, 2],
+    "11": [1, 3],
+    "12": [2],
+    "13": [1, 2, 4],
+    "14": [1],
+    "15": [1, 3],
+    "16": [1],
+    "17": [5, 1],
+}
+
+
+@pytest.fixture
+def toy_folder(tmp_path):
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    (folder / "Toy.txt").write_text("\n".join(LINES) + "\n")
+    (folder / "Toy_item2attributes.json").write_text(json.dumps(ATTRS))
+    return folder
+
+
+def test_read_keeps_order_and_attributes(toy_folder):
+    data = read_amazon_sequences(toy_folder)
+    assert data.name == "Toy"
+    assert data.users == ["1", "2", "3"]
+    assert data.sequences[1] == ["11", "12", "15", "16", "17", "10"]
+    assert data.attributes["17"] == ["5", "1"]
+    assert data.items == ["10", "11", "12", "13", "14", "15", "16", "17"]
+
+
+def test_daily_batches_conform_and_keep_each_users_order(toy_folder, tiny_settings):
+    batches = list(amazon_daily_batches(str(toy_folder), tiny_settings))
+    n_days = tiny_settings.data.n_days
+    assert batches[-1][0] == tiny_settings.data.start_date + pd.Timedelta(days=n_days - 1)
+    for _, frames in batches:
+        for table, columns in TABLES.items():
+            assert list(frames[table].columns) == list(columns)
+    events = pd.concat([f["events"] for _, f in batches]).sort_values("timestamp", kind="stable")
+    assert len(events) == sum(len(line.split()) - 1 for line in LINES)
+    assert events["event_id"].is_unique
+    for line in LINES:
+        user, *items = line.split()
+        mine = events[events["user_id"] == user]
+        assert mine["timestamp"].is_monotonic_increasing
+        assert list(mine["item_id"]) == items
+    last_day = batches[-1][1]["events"]
+    assert set(last_day["item_id"]) >= {"14", "10", "16"}  # every user's last item falls on the last day
+    items = batches[0][1]["items"].set_index("item_id")
+    assert (items["price"] == PLACEHOLDER_PRICE).all()
+    assert items.loc["13", "category"] == "attr1"  # attribute 1 is the most frequent
+    assert items.loc["13", "brand"] == "attr4"  # attribute 4 the rarest
+    assert items.loc["14", "brand"] == "unknown"
+
+
+def test_land_batches_from_amazon_source(toy_folder, tiny_settings):
+    tiny_settings.data.source = f"amazon:{toy_folder}"
+    land_batches(tiny_settings)
+    assert len(list_batches(tiny_settings.raw_dir)) >= 2
+    assert len(read_events(tiny_settings.raw_dir)) == 16
+
+
+def test_benchmark_sequences_are_indexed(toy_folder):
+    sequences, attrs, item_ids = benchmark_sequences(toy_folder)
+    assert [item_ids[i] for i in sequences[2]] == ["12", "10", "14", "15", "16"]
+    assert attrs.shape == (8, 3)
+    assert (attrs[item_ids.index("13")] > 0).sum() == 3
+    assert attrs[item_ids.index("12"), 1:].tolist() == [0, 0]
+
+
+def test_missing_folder_says_what_is_wrong(tmp_path):
+    with pytest.raises(FileNotFoundError, match="exactly one <Name>.txt"):
+        read_amazon_sequences(tmp_path)
