@@ -46,7 +46,10 @@ class DataSettings(BaseModel):
         " the whole batch.",
     )
     max_bad_row_share: float = Field(
-        0.05, ge=0, le=1, description="in 'rows' mode, a table with more bad rows than this is quarantined whole"
+        0.05,
+        ge=0,
+        le=1,
+        description="in 'rows' mode, a table with more bad rows than this is quarantined whole",
     )
 
 
