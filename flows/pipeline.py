@@ -1,0 +1,258 @@
+"""The main flow, stage by stage: land -> validate -> features -> train -> package -> drift check.
+
+`recflow run` (and `make run`) is one run of `recflow_pipeline`. Without `PREFECT_API_URL` Prefect starts
+a temporary local server for the run; with it, the run shows up in that server's UI.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from rich.console import Console
+from rich.table import Table
+
+from recflow.data.batches import Batch
+from recflow.settings import Settings
+
+console = Console(stderr=True)
+
+
+@dataclass
+class StageResult:
+    """One line of the run summary."""
+
+    stage: str
+    result: str
+    where: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class RunReport:
+    """Everything a run produced, as handed from stage to stage and written to the summary."""
+
+    status: str = "running"
+    stages: list[StageResult] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+    def add(self, stage: str, result: str, where: str = "", seconds: float = 0.0) -> None:
+        self.stages.append(StageResult(stage, result, where, round(seconds, 1)))
+        console.print(f"[bold green]✓[/] {stage}: {result}" + (f"  [dim]{where}[/]" if where else ""))
+
+
+# ---------------------------------------------------------------- stages (tasks)
+
+
+@task(name="land raw batches", retries=2, retry_delay_seconds=5)
+def land(settings: Settings) -> list[Batch]:
+    """Write the daily raw batches that are not on disk yet (raw data is never modified)."""
+    from recflow.data.sources import land_batches
+
+    return land_batches(settings)
+
+
+@task(name="validate batches")
+def validate(settings: Settings, batches: list[Batch]) -> tuple[list, Path]:
+    """Great Expectations on every batch: valid rows to the validated store, the rest to quarantine."""
+    from features.validation import Validator, validate_batch
+
+    validator = Validator(settings)
+    outcomes = []
+    for batch in batches:
+        outcome = validate_batch(validator, batch, settings)
+        outcomes.append(outcome)
+        if not outcome.success:
+            get_run_logger().error("batch %s quarantined: %s", outcome.day, outcome.reason)
+    return outcomes, validator.build_docs()
+
+
+@task(name="build features")
+def build_features(settings: Settings):
+    """Feast: compute feature tables from validated data, apply the repo, materialize to the online store."""
+    from features.store import materialize, prepare_feature_store
+
+    store = prepare_feature_store(settings)
+    materialize(settings, store)
+    return store
+
+
+@task(name="train models")
+def train(settings: Settings, store):
+    """TFRS two-tower retrieval + ranking, evaluated against popularity on the time holdout."""
+    from models.train import train_models
+
+    return train_models(settings, store)
+
+
+@task(name="package and promote")
+def package(settings: Settings, trained) -> dict:
+    """Save the bundle in the BentoML model store; promote it only if it beats the serving champion."""
+    from serving.package import build_bento, champion_tag, model_info, promote, save_to_model_store
+
+    tag = save_to_model_store(settings, trained.bundle_path, trained.metadata)
+    current = champion_tag(settings)
+    champion = model_info(settings, current)[1].get("metrics") if current else None
+    k = f"recall@{settings.train.k}"
+    challenger_score = trained.metrics["model"][k]
+    margin = settings.monitoring.promotion_margin
+    promoted = champion is None or challenger_score > champion["model"][k] * (1 + margin)
+    if promoted:
+        promote(settings, tag)
+    bento = build_bento(settings)
+    return {"model_tag": tag, "promoted": promoted, "bento": bento, "champion": champion}
+
+
+@task(name="check drift")
+def check_drift(settings: Settings, training_days: list[date], newest_day: date):
+    """Evidently: the training window (reference) against the newest validated batch (current)."""
+    from monitoring.drift import detect_drift
+    from monitoring.frames import frames_for_days
+
+    reference, current = frames_for_days(settings, training_days, [newest_day])
+    return detect_drift(reference, current, settings, settings.reports_dir)
+
+
+# ---------------------------------------------------------------- the flow
+
+
+@flow(name="recflow-pipeline", log_prints=True)
+def recflow_pipeline(settings: Settings) -> dict:
+    """Run every stage once, in order; stop before training if a batch was quarantined."""
+    report = RunReport()
+    t0 = time.perf_counter()
+
+    t = time.perf_counter()
+    batches = land(settings)
+    report.add(
+        "land",
+        f"{len(batches)} daily batches ({settings.data.source})",
+        str(settings.raw_dir),
+        time.perf_counter() - t,
+    )
+
+    t = time.perf_counter()
+    outcomes, docs = validate(settings, batches)
+    rows_in = sum(o.rows_in for o in outcomes)
+    rows_bad = sum(o.rows_quarantined for o in outcomes)
+    failed = [o for o in outcomes if not o.success]
+    report.summary["validation"] = {
+        "success": not failed,
+        "batches": len(outcomes),
+        "batches_quarantined": [o.day for o in failed],
+        "batches_partial": [o.day for o in outcomes if o.status == "partial"],
+        "rows_in": rows_in,
+        "rows_valid": sum(o.rows_valid for o in outcomes),
+        "rows_quarantined": rows_bad,
+        "suite_version": outcomes[0].suite_version if outcomes else None,
+        "data_docs": str(docs),
+        "quarantine": str(settings.quarantine_dir),
+        "failures": {o.day: o.reason for o in outcomes if o.reason},
+    }
+    verdict = f"{len(outcomes) - len(failed)}/{len(outcomes)} batches valid, {rows_bad} of {rows_in} rows quarantined"
+    report.add("validate", verdict, str(docs), time.perf_counter() - t)
+    if failed:
+        report.status = "failed"
+        reasons = "; ".join(f"{o.day}: {o.reason}" for o in failed)
+        report.summary["error"] = f"validation failed, nothing trained or promoted. {reasons}"
+        console.print(f"[bold red]✗ stopped before training[/]: {reasons}")
+        console.print(f"  quarantined data and reports: {settings.quarantine_dir}")
+        return _finish(report, settings, t0)
+
+    t = time.perf_counter()
+    store = build_features(settings)
+    report.add(
+        "features",
+        "Feast repo applied, online store materialized",
+        str(settings.feature_repo_dir),
+        time.perf_counter() - t,
+    )
+
+    t = time.perf_counter()
+    trained = train(settings, store)
+    m, p = trained.metrics["model"], trained.metrics["popularity"]
+    k = settings.train.k
+    report.summary["metrics"] = trained.metrics
+    report.summary["training"] = {
+        "device": trained.device,
+        "seconds": round(trained.seconds, 1),
+        "bundle": str(trained.bundle_path),
+    }
+    report.add(
+        "train",
+        f"Recall@{k} {m[f'recall@{k}']:.4f} vs popularity {p[f'recall@{k}']:.4f}; "
+        f"NDCG@{k} {m[f'ndcg@{k}']:.4f} vs {p[f'ndcg@{k}']:.4f} (on {trained.device})",
+        str(trained.bundle_path),
+        time.perf_counter() - t,
+    )
+
+    t = time.perf_counter()
+    packaged = package(settings, trained)
+    report.summary["bento"] = packaged["bento"]
+    report.summary["model"] = {"tag": packaged["model_tag"], "promoted": packaged["promoted"]}
+    promoted = "promoted to champion" if packaged["promoted"] else "NOT promoted (champion is better)"
+    report.add(
+        "package",
+        f"{packaged['model_tag']} {promoted}; bento {packaged['bento']}",
+        "make serve",
+        time.perf_counter() - t,
+    )
+
+    t = time.perf_counter()
+    days = [b.day for b in batches]
+    training_days = days[: len(days) - settings.data.holdout_days]
+    drift = check_drift(settings, training_days, days[-1])
+    report.summary["drift"] = {
+        "share": drift.share,
+        "detected": drift.detected,
+        "drifted_columns": list(drift.drifted_columns),
+        "report": str(drift.html_path),
+    }
+    report.add(
+        "drift",
+        f"{drift.share:.0%} of columns drifted, detected={drift.detected}",
+        str(drift.html_path),
+        time.perf_counter() - t,
+    )
+    report.status = "ok"
+    return _finish(report, settings, t0)
+
+
+def _finish(report: RunReport, settings: Settings, t0: float) -> dict:
+    report.summary["status"] = report.status
+    report.summary["seconds"] = round(time.perf_counter() - t0, 1)
+    report.summary["stages"] = [s.__dict__ for s in report.stages]
+    report.summary.setdefault("validation", {"success": False})
+    return report.summary
+
+
+def print_summary(summary: dict, settings: Settings) -> None:
+    """The closing table: stage, result, where to look."""
+    table = Table(title=f"recflow run: {summary['status']} in {summary['seconds']} s")
+    for col in ("stage", "result", "where to look", "s"):
+        table.add_column(col, overflow="fold")
+    for s in summary["stages"]:
+        table.add_row(s["stage"], s["result"], s["where"], f"{s['seconds']:.1f}")
+    if summary["status"] == "ok":
+        table.add_row(
+            "serve",
+            "make serve",
+            f"curl -X POST http://{settings.serving.host}:{settings.serving.port}/recommend",
+            "",
+        )
+    Console().print(table)
+
+
+def run_pipeline(settings: Settings, summary_path: Path | None = None) -> dict:
+    """Entry point of `recflow run`: one flow run, the closing table, the JSON summary."""
+    summary = recflow_pipeline(settings)
+    print_summary(summary, settings)
+    if summary_path is not None:
+        summary_path.parent.mkdir(parents=True, exist_ok=True)
+        summary_path.write_text(json.dumps(summary, indent=2, default=str))
+        console.print(f"summary written to {summary_path}")
+    return summary
