@@ -17,7 +17,7 @@ from recflow.settings import Settings
 MODEL_NAME = "recflow-recommender"
 BUNDLE_DIR = "bundle"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SERVICE = "serving.service:Recommender"
+SERVICE = "serving.service:RecflowService"
 BENTO_INCLUDE = ["serving/*.py", "models/*.py", "features/*.py", "recflow/*.py", "recflow/data/*.py"]
 BENTO_PACKAGES = [
     "bentoml",
@@ -173,7 +173,7 @@ def build_bento(settings: Settings) -> str:
             SERVICE,
             name="recflow",
             labels=labels,
-            description=f"recflow recommender, model {tag}, metrics {json.dumps(metadata.get('metrics', {}))}",
+            description=f"recflow recommender, model {tag}, metrics {json.dumps(metadata.get('metrics'))}",
             include=BENTO_INCLUDE,
             exclude=["**/__pycache__"],
             python={"packages": BENTO_PACKAGES, "lock_packages": False},

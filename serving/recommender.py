@@ -1,0 +1,243 @@
+"""The recommendation pipeline, in process: online features -> query tower -> faiss -> filter -> ranker -> rules."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recflow.settings import Settings
+from serving.index import ItemIndex, build_index
+from serving.schemas import RecommendResponse, ScoredItem, SimilarItemsResponse
+
+log = logging.getLogger(__name__)
+
+STAGES: tuple[str, ...] = ("user_features", "retrieve", "item_features", "rank", "total")
+Observer = Callable[[str, float], None]
+
+
+class UnknownItemError(LookupError):
+    """An item id that is not in the served model's catalogue."""
+
+
+@dataclass
+class Recommender:
+    """One loaded model version with everything a request needs; immutable once built, safe to share.
+
+    Attributes:
+        bundle: the trained towers, item embeddings and popular lists (`models.bundle.ModelBundle`).
+        features: the online feature reader (`features.online.OnlineFeatures`); None serves from the
+            bundle alone (no user features: every user is cold).
+        settings: the platform settings (serving section: candidates, max_per_category).
+        tag: the BentoML model tag being served.
+        metadata: what made the model (metrics, data window, hyperparameters, ...).
+        index: the faiss index over `bundle.item_embeddings`.
+    """
+
+    bundle: object
+    features: object | None
+    settings: Settings
+    tag: str
+    metadata: dict
+    index: ItemIndex
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    observe: Observer | None = None
+
+    def __post_init__(self) -> None:
+        self.item_ids: np.ndarray = np.asarray(self.bundle.item_ids, dtype=str)
+        self.row_of: dict[str, int] = {item: row for row, item in enumerate(self.item_ids)}
+        embeddings = np.asarray(self.bundle.item_embeddings, dtype=np.float32)
+        norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+        self.unit_embeddings = embeddings / np.maximum(norms, 1e-12)
+
+    # ---- loading ---------------------------------------------------------------------------------
+    @classmethod
+    def from_bundle(
+        cls,
+        settings: Settings,
+        bundle_path: Path,
+        features: object | None,
+        tag: str = "local",
+        metadata: dict | None = None,
+    ) -> Recommender:
+        """Load a bundle folder and build its faiss index (recall against exact search checked)."""
+        import faiss
+
+        from models.bundle import ModelBundle
+
+        faiss.omp_set_num_threads(1)  # one query at a time: threads only add latency
+        bundle = ModelBundle.load(bundle_path)
+        sample_queries = _sample_queries(bundle)
+        index = build_index(bundle.item_embeddings, settings.serving, sample_queries)
+        return cls(bundle, features, settings, tag, {**bundle.metadata, **(metadata or {})}, index)
+
+    @classmethod
+    def from_model_store(cls, settings: Settings, tag: str, features: object | None) -> Recommender:
+        """Load a packaged model by its BentoML tag."""
+        from serving.package import model_info
+
+        bundle_path, metadata = model_info(settings, tag)
+        return cls.from_bundle(settings, bundle_path, features, tag=tag, metadata=metadata)
+
+    # ---- requests --------------------------------------------------------------------------------
+    def recommend(self, user_id: str, k: int, region: str | None = None) -> RecommendResponse:
+        """The top-k items for one user, ranked, with already-purchased items removed and the list kept full.
+
+        Unknown users (not in the online store) get popular items of their region when one is given,
+        else overall, with `fallback=True`.
+        """
+        start = time.perf_counter()
+        user = self._user(user_id)
+        self._mark("user_features", start)
+        if user is None:
+            items = self._popular(region, k, exclude=set())
+            self._mark("total", start)
+            return RecommendResponse(user_id=user_id, items=items, model=self.tag, fallback=True)
+
+        recent = [i for i in (user.get("recent_items") or []) if i in self.row_of]
+        user = {**user, "recent_items": recent}
+        purchased = {i for i in (user.get("purchased_items") or [])}
+
+        t = time.perf_counter()
+        query = self.bundle.query_embedding([user])
+        rows, _ = self.index.search(query, self.settings.serving.candidates + len(purchased))
+        candidates = [self.item_ids[r] for r in rows[0] if r >= 0 and self.item_ids[r] not in purchased]
+        candidates = candidates[: self.settings.serving.candidates]
+        self._mark("retrieve", t)
+
+        t = time.perf_counter()
+        item_frame = self._items(candidates)
+        self._mark("item_features", t)
+
+        t = time.perf_counter()
+        scores = (
+            np.asarray(self.bundle.rank(user, item_frame), dtype=np.float32) if candidates else np.zeros(0)
+        )
+        self._mark("rank", t)
+
+        categories = _column(item_frame, "category", len(candidates))
+        order = np.argsort(-scores, kind="stable")
+        chosen = self._apply_rules([(candidates[i], float(scores[i]), categories[i]) for i in order], k)
+        items = [ScoredItem(item_id=i, score=s, reason=self._reason(i, recent)) for i, s, _ in chosen]
+        if len(items) < k:  # small catalogue or strict rules: top up with popular items
+            exclude = purchased | {i.item_id for i in items}
+            items += self._popular(user.get("region") or region, k - len(items), exclude)
+        self._mark("total", start)
+        return RecommendResponse(user_id=user_id, items=items, model=self.tag, fallback=False)
+
+    def similar_items(self, item_id: str, k: int) -> SimilarItemsResponse:
+        """The k items nearest to `item_id` in the candidate tower's space (cosine), itself excluded.
+
+        Raises:
+            UnknownItemError: if `item_id` is not in the served catalogue.
+        """
+        row = self.row_of.get(item_id)
+        if row is None:
+            raise UnknownItemError(f"Unknown item_id {item_id!r}: not in the catalogue of model {self.tag}.")
+        sims = self.unit_embeddings @ self.unit_embeddings[row]
+        sims[row] = -np.inf
+        top = np.argsort(-sims, kind="stable")[:k]
+        items = [
+            ScoredItem(item_id=self.item_ids[r], score=float(sims[r]), reason=f"similar to {item_id}")
+            for r in top
+        ]
+        return SimilarItemsResponse(item_id=item_id, items=items, model=self.tag)
+
+    def describe(self) -> dict:
+        """What is served: tag, index settings, catalogue size, model metadata."""
+        return {
+            "model": self.tag,
+            "loaded_at": self.loaded_at,
+            "n_items": len(self.item_ids),
+            "index": self.index.describe(),
+            "metadata": self.metadata,
+        }
+
+    # ---- stages ----------------------------------------------------------------------------------
+    def _user(self, user_id: str) -> dict | None:
+        if self.features is None:
+            return None
+        return self.features.user(user_id)
+
+    def _items(self, item_ids: Sequence[str]) -> pd.DataFrame:
+        if self.features is None or not item_ids:
+            return pd.DataFrame({"item_id": list(item_ids)})
+        frame = self.features.items(list(item_ids))
+        if "item_id" not in frame.columns:
+            frame = frame.assign(item_id=list(item_ids))
+        return frame.reset_index(drop=True)
+
+    def _apply_rules(
+        self, ranked: list[tuple[str, float, str | None]], k: int
+    ) -> list[tuple[str, float, str]]:
+        """Business rules from settings: at most `max_per_category` items of one category."""
+        limit = self.settings.serving.max_per_category
+        if limit is None:
+            return ranked[:k]
+        out, per_category = [], {}
+        for item, score, category in ranked:
+            if category is not None and per_category.get(category, 0) >= limit:
+                continue
+            per_category[category] = per_category.get(category, 0) + 1
+            out.append((item, score, category))
+            if len(out) == k:
+                break
+        return out
+
+    def _reason(self, item_id: str, recent: list[str]) -> str:
+        """Name the recent item that is closest to the recommended one in the model's item space."""
+        if not recent:
+            return "matches your profile"
+        rows = [self.row_of[i] for i in recent[-20:]]
+        sims = self.unit_embeddings[rows] @ self.unit_embeddings[self.row_of[item_id]]
+        return f"similar to {recent[int(np.argmax(sims))]}, which you viewed"
+
+    def _popular(self, region: str | None, k: int, exclude: set[str]) -> list[ScoredItem]:
+        """Popular items (of `region` first when known), skipping `exclude`; score falls with the rank."""
+        popular = self.bundle.popular
+        by_region = popular.get("by_region", {}) if region else {}
+        lists = [(by_region[region], f"popular in region {region}")] if region in by_region else []
+        lists.append((popular.get("global", []), "popular overall"))
+        out: list[ScoredItem] = []
+        seen = set(exclude)
+        for items, reason in lists:
+            for item in items:
+                if len(out) == k:
+                    return out
+                if item not in seen and item in self.row_of:
+                    seen.add(item)
+                    out.append(ScoredItem(item_id=item, score=round(1.0 / (len(out) + 1), 6), reason=reason))
+        for item in self.item_ids:  # catalogue smaller than the popular lists: fill in catalogue order
+            if len(out) == k:
+                break
+            if item not in seen:
+                seen.add(item)
+                out.append(ScoredItem(item_id=item, score=0.0, reason="in the catalogue"))
+        return out
+
+    def _mark(self, stage: str, since: float) -> None:
+        if self.observe is not None:
+            self.observe(stage, time.perf_counter() - since)
+
+
+def _sample_queries(bundle: object, n: int = 200) -> np.ndarray:
+    """Query vectors to check the index's recall on: the query tower on users built from item histories."""
+    rng = np.random.default_rng(0)
+    items = np.asarray(bundle.item_ids, dtype=str)
+    users = [
+        {"user_id": "", "recent_items": list(rng.choice(items, size=min(5, len(items)), replace=False))}
+        for _ in range(n)
+    ]
+    return bundle.query_embedding(users)
+
+
+def _column(frame: pd.DataFrame, name: str, n: int) -> list:
+    if name in frame.columns:
+        return [None if pd.isna(v) else str(v) for v in frame[name]]
+    return [None] * n
