@@ -1,0 +1,418 @@
+"""Feature tables computed from the validated store: DataFrame-in, DataFrame-out aggregations, saved as parquet.
+
+Every table has the join key (`user_id` or `item_id`) and an `event_timestamp`; the rule for that
+timestamp is what makes point-in-time joins correct:
+
+* snapshots of the catalogue and the users (`user_profile`, `item_attributes`) of batch day d are
+  stamped 00:00 UTC of day d: they describe the state during that day;
+* behavioural aggregates (`user_activity`, `item_popularity`) cover events up to the end of day d and
+  are stamped 00:00 UTC of day d + 1, when the day is complete;
+* `user_sequence` has one row per event, stamped with that event's timestamp and INCLUDING it.
+
+The group-bys (`daily_counts`, `daily_categories`, `event_sequences`) accept a pandas or a Dask
+DataFrame; the rolling windows run on the small per-day result with numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recflow.data.batches import list_batches, read_events
+from recflow.settings import Settings
+
+TIMESTAMP = "event_timestamp"
+WINDOWS: tuple[int, ...] = (1, 7, 30)
+COUNTS: dict[str, str] = {"view": "views", "add_to_cart": "carts", "purchase": "purchases"}
+ONE_DAY = pd.Timedelta(days=1)
+ONE_MICROSECOND = pd.Timedelta(microseconds=1)
+TABLE_NAMES: tuple[str, ...] = (
+    "user_profile",
+    "user_activity",
+    "user_sequence",
+    "item_attributes",
+    "item_popularity",
+)
+
+
+@dataclass(frozen=True)
+class FeatureTables:
+    """The feature tables written to disk: where they are, how many rows, the newest timestamp."""
+
+    paths: dict[str, Path]
+    rows: dict[str, int]
+    end: pd.Timestamp
+
+    def path(self, name: str) -> Path:
+        return self.paths[name]
+
+
+def table_path(settings: Settings, name: str) -> Path:
+    """Absolute path of the parquet file of feature table `name`."""
+    return (settings.feature_repo_dir / "data" / f"{name}.parquet").resolve()
+
+
+# ---------------------------------------------------------------- group-bys (pandas or Dask)
+
+
+def daily_counts(events: Any, key: str) -> Any:
+    """Events per (`key`, day) and event type: columns `key`, `day`, views, carts, purchases.
+
+    Works on a pandas or a Dask DataFrame (only `assign` and a `groupby().sum()`).
+    """
+    flags = {name: (events["event_type"] == kind).astype("int64") for kind, name in COUNTS.items()}
+    frame = events[[key, "timestamp"]].assign(day=events["timestamp"].dt.floor("D"), **flags)
+    return frame.drop(columns="timestamp").groupby([key, "day"]).sum().reset_index()
+
+
+def daily_categories(events: Any, item_category: pd.DataFrame) -> Any:
+    """Distinct (user_id, day, category) triples: the categories a user touched each day."""
+    frame = events[["user_id", "item_id", "timestamp"]].merge(item_category, on="item_id", how="inner")
+    frame = frame.assign(day=frame["timestamp"].dt.floor("D"))[["user_id", "day", "category"]]
+    return frame.drop_duplicates()
+
+
+def daily_last_event(events: Any) -> Any:
+    """The timestamp of each user's last event of each day: columns user_id, day, last_ts."""
+    frame = events[["user_id", "timestamp"]].assign(day=events["timestamp"].dt.floor("D"))
+    return frame.groupby(["user_id", "day"])["timestamp"].max().rename("last_ts").reset_index()
+
+
+def event_sequences(events: pd.DataFrame, length: int) -> pd.DataFrame:
+    """`user_sequence` rows: after each event, the user's last `length` item ids, newest LAST.
+
+    `events` must hold every event of the users it contains (any order). The value of a row
+    INCLUDES the event at its `event_timestamp`; when a user has several events at the very same
+    timestamp only the last row is kept (it includes all of them).
+    """
+    if events.empty:
+        return pd.DataFrame(
+            {"user_id": pd.Series(dtype="string"), TIMESTAMP: pd.Series(dtype="datetime64[ns, UTC]")}
+        ).assign(recent_items=pd.Series(dtype=object))
+    ev = events.sort_values(["user_id", "timestamp", "event_id"], kind="stable")
+    users = ev["user_id"].to_numpy()
+    items = ev["item_id"].astype(str).to_numpy()
+    n = len(ev)
+    position = np.arange(n)
+    new_user = np.ones(n, bool)
+    new_user[1:] = users[1:] != users[:-1]
+    start = np.maximum.accumulate(np.where(new_user, position, 0))
+    low = np.maximum(start, position - length + 1)
+    sequences = [items[lo : hi + 1].tolist() for lo, hi in zip(low, position, strict=True)]
+    out = pd.DataFrame(
+        {
+            "user_id": ev["user_id"].astype("string").to_numpy(),
+            TIMESTAMP: ev["timestamp"].to_numpy(),
+            "recent_items": sequences,
+        }
+    )
+    out = out.drop_duplicates(["user_id", TIMESTAMP], keep="last")
+    out[TIMESTAMP] = pd.to_datetime(out[TIMESTAMP], utc=True).astype("datetime64[ns, UTC]")
+    return out.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- windows over days (numpy)
+
+
+def _dense(daily: pd.DataFrame, key: str, entities: pd.Index, days: pd.DatetimeIndex, cols: list[str]):
+    """A (entity, day, column) array of the per-day values, zeros where nothing happened."""
+    out = np.zeros((len(entities), len(days), len(cols)), dtype=np.float64)
+    e = entities.get_indexer(daily[key])
+    d = days.get_indexer(pd.to_datetime(daily["day"], utc=True))
+    keep = (e >= 0) & (d >= 0)
+    out[e[keep], d[keep]] = daily[cols].to_numpy(dtype=np.float64)[keep]
+    return out
+
+
+def _window_sums(dense: np.ndarray, window: int) -> np.ndarray:
+    """Sum over the `window` days ending at each day (inclusive), along axis 1."""
+    cum = np.concatenate([np.zeros_like(dense[:, :1]), dense.cumsum(axis=1)], axis=1)
+    hi = np.arange(dense.shape[1]) + 1
+    return cum[:, hi] - cum[:, np.maximum(hi - window, 0)]
+
+
+def _distinct_in_window(
+    pairs: pd.DataFrame, key: str, entities: pd.Index, days: pd.DatetimeIndex, window: int
+):
+    """Per (entity, day): how many distinct `category` values occurred in the `window` days ending that day.
+
+    Each (entity, category, day) occurrence covers the days up to the next occurrence or `window`
+    days later, whichever comes first; the coverage is summed with a difference array.
+    """
+    n_days = len(days)
+    if pairs.empty:
+        return np.zeros((len(entities), n_days))
+    p = pairs.assign(
+        e=entities.get_indexer(pairs[key]), d=days.get_indexer(pd.to_datetime(pairs["day"], utc=True))
+    )
+    p = p[(p["e"] >= 0) & (p["d"] >= 0)].sort_values(["e", "category", "d"])
+    nxt = p.groupby(["e", "category"])["d"].shift(-1).fillna(np.inf).to_numpy()
+    end = np.minimum(nxt, p["d"].to_numpy() + window).astype(np.int64)
+    diff = np.zeros((len(entities), n_days + window + 1))
+    np.add.at(diff, (p["e"].to_numpy(), p["d"].to_numpy()), 1.0)
+    np.add.at(diff, (p["e"].to_numpy(), end), -1.0)
+    return diff.cumsum(axis=1)[:, :n_days]
+
+
+def _windowed(daily: pd.DataFrame, key: str, entities: pd.Index, days: pd.DatetimeIndex, prefix: str = ""):
+    """Columns `{prefix}{count}_{w}d` for every count and window, as (entity, day) arrays."""
+    cols = list(COUNTS.values())
+    dense = _dense(daily, key, entities, days, cols)
+    out = {}
+    for w in WINDOWS:
+        sums = _window_sums(dense, w)
+        for i, name in enumerate(cols):
+            out[f"{prefix}{name}_{w}d"] = sums[:, :, i]
+    return out
+
+
+def _grid_frame(key: str, entities: pd.Index, days: pd.DatetimeIndex, columns: dict[str, np.ndarray], mask):
+    """Long (entity, day) frame of the dense arrays, keeping the cells where `mask` is true."""
+    e, d = np.nonzero(mask)
+    frame = pd.DataFrame({key: pd.array(entities.to_numpy()[e], dtype="string"), "day": days[d]})
+    for name, values in columns.items():
+        frame[name] = values[e, d]
+    return frame
+
+
+# ---------------------------------------------------------------- the feature tables
+
+
+def snapshots(root: Path, table: str) -> pd.DataFrame:
+    """Every daily snapshot of a catalogue table (`items` or `users`) with its batch `day` (UTC)."""
+    frames = []
+    for batch in list_batches(root):
+        frame = batch.read(table)
+        frame["day"] = pd.Timestamp(batch.day, tz="UTC")
+        frames.append(frame)
+    if not frames:
+        raise FileNotFoundError(f"no batches under {root}: run ingestion and validation first")
+    return pd.concat(frames, ignore_index=True)
+
+
+def user_profile(users: pd.DataFrame) -> pd.DataFrame:
+    """`user_profile` rows from the user snapshots: region, age_band, tenure_days (stamped day d 00:00)."""
+    tenure = (users["day"] - pd.to_datetime(users["signup_date"], utc=True)).dt.days.clip(lower=0)
+    return pd.DataFrame(
+        {
+            "user_id": users["user_id"].astype("string"),
+            TIMESTAMP: _ts(users["day"]),
+            "region": users["region"].astype("string"),
+            "age_band": users["age_band"].astype("string"),
+            "tenure_days": tenure.astype("int64"),
+        }
+    ).drop_duplicates(["user_id", TIMESTAMP], keep="last")
+
+
+def item_attributes(items: pd.DataFrame) -> pd.DataFrame:
+    """`item_attributes` rows from the catalogue snapshots: category, brand, price, age_days (day d 00:00)."""
+    age = (items["day"] - pd.to_datetime(items["created_date"], utc=True)).dt.days.clip(lower=0)
+    return pd.DataFrame(
+        {
+            "item_id": items["item_id"].astype("string"),
+            TIMESTAMP: _ts(items["day"]),
+            "category": items["category"].astype("string"),
+            "brand": items["brand"].astype("string"),
+            "price": items["price"].astype("float64"),
+            "age_days": age.astype("int64"),
+        }
+    ).drop_duplicates(["item_id", TIMESTAMP], keep="last")
+
+
+def user_activity(
+    counts: pd.DataFrame,
+    categories: pd.DataFrame,
+    last_events: pd.DataFrame,
+    days: pd.DatetimeIndex,
+) -> pd.DataFrame:
+    """`user_activity` daily snapshots (stamped day d + 1 00:00) from the per-day group-bys.
+
+    A user has a row for every day from their first event on; windows are calendar days ending
+    with day d (1d = day d only).
+    """
+    users = pd.Index(sorted(counts["user_id"].astype(str).unique()))
+    columns = _windowed(counts, "user_id", users, days)
+    columns["distinct_categories_30d"] = _distinct_in_window(categories, "user_id", users, days, 30)
+    last = _dense(
+        last_events.assign(last_s=_seconds(last_events["last_ts"])), "user_id", users, days, ["last_s"]
+    )[:, :, 0]
+    last = np.fmax.accumulate(np.where(last > 0, last, np.nan), axis=1)
+    snapshot_s = _seconds(pd.Series(days + ONE_DAY)).to_numpy()
+    columns["days_since_last_event"] = (snapshot_s[None, :] - last) / 86_400.0
+    columns["last_event_unix_s"] = last
+    frame = _grid_frame("user_id", users, days, columns, ~np.isnan(last))
+    frame[TIMESTAMP] = _ts(frame.pop("day") + ONE_DAY)
+    for name in columns:
+        if name not in ("days_since_last_event", "last_event_unix_s"):
+            frame[name] = frame[name].round().astype("int64")
+    return frame[["user_id", TIMESTAMP, *columns]]
+
+
+def item_popularity(counts: pd.DataFrame, on_sale: pd.DataFrame, days: pd.DatetimeIndex) -> pd.DataFrame:
+    """`item_popularity` daily snapshots (stamped day d + 1 00:00) for the items on sale on day d.
+
+    Conversion is purchases / views over the window (0 without views).
+    """
+    items = pd.Index(sorted(set(on_sale["item_id"].astype(str)) | set(counts["item_id"].astype(str))))
+    windowed = _windowed(counts, "item_id", items, days, prefix="item_")
+    columns = {
+        name: windowed[name]
+        for name in (
+            "item_views_1d",
+            "item_views_7d",
+            "item_views_30d",
+            "item_carts_7d",
+            "item_carts_30d",
+            "item_purchases_1d",
+            "item_purchases_7d",
+            "item_purchases_30d",
+        )
+    }
+    for w in (7, 30):
+        views, buys = windowed[f"item_views_{w}d"], windowed[f"item_purchases_{w}d"]
+        columns[f"item_conversion_{w}d"] = np.divide(buys, views, out=np.zeros_like(buys), where=views > 0)
+    mask = np.zeros((len(items), len(days)), bool)
+    mask[items.get_indexer(on_sale["item_id"].astype(str)), days.get_indexer(on_sale["day"])] = True
+    frame = _grid_frame("item_id", items, days, columns, mask)
+    frame[TIMESTAMP] = _ts(frame.pop("day") + ONE_DAY)
+    for name in columns:
+        if "conversion" not in name:
+            frame[name] = frame[name].round().astype("int64")
+    return frame[["item_id", TIMESTAMP, *columns]]
+
+
+def compute_tables(
+    events: Any,
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    days: pd.DatetimeIndex,
+    sequence_length: int,
+    compute=lambda frame: frame,
+) -> dict[str, pd.DataFrame]:
+    """All feature tables from events (pandas, or Dask with `compute=dask.compute`-like) and snapshots.
+
+    Args:
+        events: validated events (pandas or Dask DataFrame).
+        users: user snapshots with their batch `day` (see `snapshots`).
+        items: item snapshots with their batch `day`.
+        days: the batch days (UTC midnight), oldest first.
+        sequence_length: N of `user_sequence.recent_items`.
+        compute: turns a lazy frame into pandas (identity for pandas).
+    """
+    item_category = items.drop_duplicates("item_id", keep="last")[["item_id", "category"]]
+    user_counts = compute(daily_counts(events, "user_id"))
+    categories = compute(daily_categories(events, item_category))
+    last_events = compute(daily_last_event(events))
+    item_counts = compute(daily_counts(events, "item_id"))
+    sequences = compute(_sequences(events, sequence_length))
+    return {
+        "user_profile": user_profile(users),
+        "user_activity": user_activity(user_counts, categories, last_events, days),
+        "user_sequence": _sorted(sequences, "user_id"),
+        "item_attributes": item_attributes(items),
+        "item_popularity": item_popularity(item_counts, items[["item_id", "day"]], days),
+    }
+
+
+def _sequences(events: Any, length: int) -> Any:
+    if isinstance(events, pd.DataFrame):
+        return event_sequences(events, length)
+    meta = event_sequences(events.head(0), length)
+    return events.shuffle("user_id").map_partitions(event_sequences, length, meta=meta)
+
+
+def compute_features(settings: Settings) -> FeatureTables:
+    """Compute every feature table from `settings.validated_dir` and write them as parquet.
+
+    Runs on pandas, or on a local Dask cluster when `settings.features.engine == "dask"`.
+
+    Returns:
+        The paths, row counts and newest timestamp of the tables.
+
+    Raises:
+        FileNotFoundError: when the validated store holds no batch.
+    """
+    root = settings.validated_dir
+    batches = list_batches(root)
+    if not batches:
+        raise FileNotFoundError(f"no validated batches under {root}: run validation first")
+    days = pd.DatetimeIndex([pd.Timestamp(b.day, tz="UTC") for b in batches])
+    users, items = snapshots(root, "users"), snapshots(root, "items")
+    length = settings.features.sequence_length
+    if settings.features.engine == "dask":
+        tables = _compute_on_dask(settings, [b.table("events") for b in batches], users, items, days)
+    else:
+        tables = compute_tables(read_events(root), users, items, days, length)
+    return write_tables(settings, tables, end=days[-1] + ONE_DAY)
+
+
+def _compute_on_dask(
+    settings: Settings, event_files: list[Path], users, items, days
+) -> dict[str, pd.DataFrame]:
+    import dask.dataframe as dd
+    from distributed import Client, LocalCluster
+
+    n = settings.features.dask_workers
+    with (
+        LocalCluster(n_workers=n, threads_per_worker=1, processes=True) as cluster,
+        Client(cluster) as client,
+    ):
+        events = dd.read_parquet([str(p) for p in event_files])
+        return compute_tables(
+            events,
+            users,
+            items,
+            days,
+            settings.features.sequence_length,
+            compute=lambda f: client.compute(f).result(),
+        )
+
+
+def write_tables(settings: Settings, tables: dict[str, pd.DataFrame], end: pd.Timestamp) -> FeatureTables:
+    """Write the feature tables as parquet under `feature_repo_dir/data` (atomically, file by file)."""
+    out_dir = settings.feature_repo_dir / "data"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths, rows = {}, {}
+    for name in TABLE_NAMES:
+        path = table_path(settings, name)
+        tmp = path.with_suffix(".tmp")
+        tables[name].to_parquet(tmp, index=False)
+        tmp.replace(path)
+        paths[name], rows[name] = path, len(tables[name])
+    return FeatureTables(paths=paths, rows=rows, end=end)
+
+
+def training_timestamps(label_timestamps: pd.Series) -> pd.Series:
+    """Entity timestamps for training rows: the label event's timestamp minus one microsecond.
+
+    `user_sequence` rows include the event at their own timestamp, so querying at the label's
+    timestamp would put the label item into its own input sequence; one microsecond earlier it
+    cannot, while every earlier event (and every daily snapshot) is still visible.
+    """
+    return pd.to_datetime(label_timestamps, utc=True) - ONE_MICROSECOND
+
+
+def _ts(values: pd.Series | pd.DatetimeIndex) -> pd.Series:
+    return pd.Series(pd.to_datetime(values, utc=True)).astype("datetime64[ns, UTC]").to_numpy()
+
+
+def _seconds(values: pd.Series) -> pd.Series:
+    ts = pd.to_datetime(values, utc=True).astype("datetime64[ns, UTC]")
+    return (ts - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+
+
+def _sorted(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    return frame.sort_values([key, TIMESTAMP], kind="stable").reset_index(drop=True)
+
+
+__all__ = [
+    "FeatureTables",
+    "compute_features",
+    "compute_tables",
+    "table_path",
+    "training_timestamps",
+]
