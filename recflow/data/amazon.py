@@ -6,8 +6,9 @@ the item's brand and sub-categories mixed in one anonymous id space). This is th
 S3-Rec benchmark files (e.g. Amazon Beauty). The files carry no timestamps, no prices and no user
 profile, so the platform schema is filled as follows:
 
-* events: one `purchase` event per (user, item) line entry (a review follows a purchase); the
-  timestamps are synthesised: a user's k-th of n items lands on day `floor(k * n_days / n)` of the
+* events: each (user, item) entry becomes a `view` and, 30 seconds later in the same session, a
+  `purchase` (a review follows a purchase; the view keeps the platform's funnel features and
+  ranking labels defined); the timestamps are synthesised: a user's k-th of n items lands on day `floor(k * n_days / n)` of the
   `settings.data` window, at a time that increases with k, so every user's order is kept and the
   last item always falls on the last day;
 * items: `category` is the item's most frequent attribute (over the catalogue), `brand` its least
@@ -32,7 +33,7 @@ from recflow.data.schema import conform
 from recflow.settings import Settings
 
 PLACEHOLDER_PRICE = 1.0
-EVENT_TYPE = "purchase"
+PURCHASE_DELAY_SECONDS = 30
 UNKNOWN = "unknown"
 
 
@@ -132,7 +133,7 @@ def amazon_items(data: AmazonSequences, created: datetime) -> pd.DataFrame:
 
 
 def amazon_events(data: AmazonSequences, start: date, n_days: int) -> pd.DataFrame:
-    """Every interaction as a platform event, with synthesised, per-user increasing timestamps."""
+    """Every interaction as a view then a purchase event, with synthesised, per-user increasing timestamps."""
     lengths = np.array([len(s) for s in data.sequences])
     user = np.repeat(np.array(data.users, dtype=object), lengths)
     item = np.concatenate([np.array(s, dtype=object) for s in data.sequences]) if len(lengths) else []
@@ -142,15 +143,14 @@ def amazon_events(data: AmazonSequences, start: date, n_days: int) -> pd.DataFra
     day = np.maximum(day, 0)
     seconds = 8 * 3600 + pos * 60  # a minute apart, so order within one day is kept too
     base = pd.Timestamp(datetime.combine(start, datetime.min.time(), tzinfo=UTC))
-    events = pd.DataFrame(
-        {
-            "user_id": user,
-            "item_id": item,
-            "event_type": EVENT_TYPE,
-            "timestamp": base + pd.to_timedelta(day, unit="D") + pd.to_timedelta(seconds, unit="s"),
-            "day": day,
-        }
+    when = base + pd.to_timedelta(day, unit="D") + pd.to_timedelta(seconds, unit="s")
+    views = pd.DataFrame(
+        {"user_id": user, "item_id": item, "event_type": "view", "timestamp": when, "day": day}
     )
+    bought = views.assign(
+        event_type="purchase", timestamp=when + pd.Timedelta(seconds=PURCHASE_DELAY_SECONDS)
+    )
+    events = pd.concat([views, bought], ignore_index=True)
     events["session_id"] = "s" + events["day"].astype(str).str.zfill(4) + "-" + events["user_id"].astype(str)
     return events.sort_values(["timestamp", "user_id"], kind="stable").reset_index(drop=True)
 
