@@ -1,0 +1,72 @@
+"""Where training runs: the tf.distribute strategy, mixed precision and XLA, chosen from `settings.train`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import tensorflow as tf
+
+from recflow.settings import TrainSettings
+
+log = logging.getLogger(__name__)
+
+
+def choose_strategy(train: TrainSettings) -> tf.distribute.Strategy:
+    """The distribution strategy that `train.distribute` asks for.
+
+    `auto`: MultiWorkerMirroredStrategy when `TF_CONFIG` names a cluster, MirroredStrategy when
+    TensorFlow sees more than one GPU, the default (single-device) strategy otherwise.
+    `mirrored` mirrors over every visible GPU, or over the logical CPU devices when there is no GPU.
+    """
+    mode = train.distribute
+    if mode == "auto":
+        if _tf_config_cluster():
+            mode = "multiworker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            mode = "mirrored"
+        else:
+            mode = "default"
+    if mode == "multiworker":
+        if not _tf_config_cluster():
+            raise ValueError("distribute='multiworker' needs TF_CONFIG with a 'cluster' spec; it is not set")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if mode == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if mode == "default":
+        return tf.distribute.get_strategy()
+    raise ValueError(
+        f"Unknown distribute mode {train.distribute!r}: expected auto, default, mirrored, multiworker"
+    )
+
+
+def configure_precision(train: TrainSettings) -> str:
+    """Set the global Keras dtype policy: `mixed_float16` when `train.mixed_precision`, else float32."""
+    policy = "mixed_float16" if train.mixed_precision else "float32"
+    tf.keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def device_description() -> str:
+    """A human-readable name of the devices TensorFlow trains on, e.g. 'GPU x1 (…)' or 'CPU'."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return f"CPU ({os.cpu_count()} cores)"
+    names = []
+    for gpu in gpus:
+        details = tf.config.experimental.get_device_details(gpu)
+        names.append(details.get("device_name", gpu.name))
+    return f"GPU x{len(gpus)} ({', '.join(names)})"
+
+
+def _tf_config_cluster() -> bool:
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return False
+    try:
+        return bool(json.loads(raw).get("cluster"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({err}): {raw[:80]!r}") from err
