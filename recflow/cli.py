@@ -116,5 +116,26 @@ def bench_serving(
     run_serving_bench(settings, json_out, rate=rate, duration=duration)
 
 
+@bench.command("scale")
+def bench_scale(
+    json_out: Annotated[Path, typer.Option("--json", help="write results here (the PNG goes beside it)")],
+    sizes: Annotated[str, typer.Option(help="comma-separated sizes from flows.scale.SIZES")] = "s,m,l",
+    catalogues: Annotated[str, typer.Option(help="comma-separated catalogue sizes for the index")] = (
+        "10000,100000,1000000"
+    ),
+    home: HomeOpt = None,
+) -> None:
+    """Cost growth: every stage timed at growing users/items/events, serving p99 as the catalogue grows."""
+    settings = _settings(None, home)
+    from flows.scale import run_scale_bench
+
+    run_scale_bench(
+        settings,
+        json_out,
+        sizes=[s.strip() for s in sizes.split(",") if s.strip()],
+        catalogues=[int(c) for c in catalogues.split(",") if c.strip()],
+    )
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,534 @@
+"""Cost growth, measured: each stage of the platform timed on synthetic worlds of growing size.
+
+`recflow bench scale --json OUT` runs, for every size (users, items and events growing together):
+synthetic generation, Great Expectations validation, Feast feature computation and materialization,
+point-in-time training data, one epoch of the TFRS two-tower model and the faiss index over its items.
+Then, apart from the data sizes, the serving index alone as the catalogue grows 10k -> 1M items: build
+seconds, recall@10 and p99 latency of in-process queries at a fixed request rate. Every figure printed
+comes from a timer around the platform's own functions; a stage that could not run is reported as not
+measured, with the reason, never estimated.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import shutil
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from recflow.settings import Settings
+
+console = Console(stderr=True)
+
+# Each size multiplies users and items; events grow with users (same days, same behaviour per user).
+SIZES: dict[str, dict] = {
+    "xs": {"n_users": 300, "n_items": 150, "n_days": 6, "holdout_days": 2},
+    "s": {"n_users": 2000, "n_items": 1000, "n_days": 10, "holdout_days": 3},
+    "m": {"n_users": 6300, "n_items": 3200, "n_days": 10, "holdout_days": 3},
+    "l": {"n_users": 20000, "n_items": 10000, "n_days": 10, "holdout_days": 3},
+}
+DEFAULT_SIZES: tuple[str, ...] = ("s", "m", "l")
+CATALOGUES: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+SERVING_RATE = 200.0  # requests per second, open loop
+SERVING_REQUESTS = 1000
+
+
+def _timed(fn: Callable, *args, **kwargs) -> tuple[object, float]:
+    t = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t
+
+
+def _not_measured(reason: str) -> dict:
+    return {"measured": False, "reason": reason}
+
+
+def _peak_rss_gib() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+
+
+def size_settings(settings: Settings, name: str, root: Path) -> Settings:
+    """`settings` with the data shape of size `name` and its own home (and Feast project) under `root`."""
+    if name not in SIZES:
+        raise ValueError(f"Unknown size {name!r}: expected one of {sorted(SIZES)}")
+    data = settings.data.model_copy(update=SIZES[name])
+    features = settings.features.model_copy(update={"project": f"recflow_scale_{name}"})
+    return settings.model_copy(update={"home": root / name, "data": data, "features": features})
+
+
+# ---------------------------------------------------------------- stages of one size
+
+
+def bench_generation(settings: Settings) -> dict:
+    """Synthetic generation, written as immutable raw daily batches."""
+    from recflow.data.sources import land_batches
+
+    batches, seconds = _timed(land_batches, settings)
+    rows = {t: sum(len(b.read(t)) for b in batches) for t in ("events", "items", "users")}
+    total = sum(rows.values())
+    return {
+        "measured": True,
+        "batches": len(batches),
+        "rows": rows,
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(total / seconds),
+        "_batches": batches,
+    }
+
+
+def bench_validation(settings: Settings, batches: list) -> dict:
+    """Great Expectations on every raw batch (routing rows to the validated store or quarantine)."""
+    try:
+        from features.validation import Validator, validate_batch
+    except ImportError as e:
+        return _not_measured(f"features.validation is not importable: {e}")
+    validator, setup = _timed(Validator, settings)
+    t = time.perf_counter()
+    outcomes = [validate_batch(validator, b, settings) for b in batches]
+    seconds = time.perf_counter() - t
+    rows_in = sum(o.rows_in for o in outcomes)
+    return {
+        "measured": True,
+        "setup_seconds": round(setup, 2),
+        "seconds": round(seconds, 2),
+        "rows": rows_in,
+        "rows_valid": sum(o.rows_valid for o in outcomes),
+        "batches_quarantined": sum(not o.success for o in outcomes),
+        "rows_per_s": round(rows_in / seconds),
+    }
+
+
+def bench_features(settings: Settings) -> tuple[dict, dict, object]:
+    """Feast: feature tables computed + definitions applied, then materialization to the online store."""
+    try:
+        from features.compute import TABLE_NAMES, table_path
+        from features.store import materialize, prepare_feature_store
+    except ImportError as e:
+        reason = f"features.store is not importable: {e}"
+        return _not_measured(reason), _not_measured(reason), None
+    import pandas as pd
+
+    from recflow.data.batches import list_batches
+
+    store, seconds = _timed(prepare_feature_store, settings)
+    rows = {name: len(pd.read_parquet(table_path(settings, name))) for name in TABLE_NAMES}
+    total = sum(rows.values())
+    computed = {
+        "measured": True,
+        "engine": settings.features.engine,
+        "seconds": round(seconds, 2),
+        "rows": rows,
+        "rows_per_s": round(total / seconds),
+    }
+    last = list_batches(settings.validated_dir)[-1].day
+    end = datetime.combine(last, datetime.min.time(), tzinfo=UTC) + pd.Timedelta(days=1)
+    _, seconds = _timed(materialize, settings, store, end=end)
+    materialized = {
+        "measured": True,
+        "online_store": settings.features.online_store,
+        "seconds": round(seconds, 2),
+        "offline_rows_read": total,
+        "rows_per_s": round(total / seconds),
+    }
+    return computed, materialized, store
+
+
+def bench_training(settings: Settings, store, epochs: int = 2) -> tuple[dict, dict, dict, np.ndarray | None]:
+    """Point-in-time training data from Feast, then the TFRS two-tower model fitted for `epochs`.
+
+    Seconds per epoch are those of the last epoch (the first one also traces the graph).
+
+    Returns:
+        (training data, training, faiss index) results and the item embeddings.
+    """
+    try:
+        import tensorflow as tf
+
+        from models.config import ModelConfig
+        from models.data import build_training_data, build_vocabulary, retrieval_arrays
+        from models.retrieval import RetrievalModel, build_candidate_tower, build_query_tower
+    except ImportError as e:
+        reason = f"models are not importable: {e}"
+        return _not_measured(reason), _not_measured(reason), _not_measured(reason), None
+    from models.data import candidate_arrays
+
+    data, seconds = _timed(build_training_data, settings, store)
+    n_rows = len(data.retrieval) + len(data.ranking)
+    pit = {
+        "measured": True,
+        "seconds": round(seconds, 2),
+        "rows": {"retrieval": len(data.retrieval), "ranking": len(data.ranking)},
+        "rows_per_s": round(n_rows / seconds),
+    }
+
+    config = ModelConfig.from_settings(settings)
+    vocab = build_vocabulary(data, config)
+    tf.keras.utils.set_random_seed(settings.seed)
+    model = RetrievalModel(build_query_tower(config, vocab), build_candidate_tower(config, vocab), config)
+    model.compile(optimizer=tf.keras.optimizers.Adagrad(config.learning_rate))
+    arrays = retrieval_arrays(data.retrieval, config.sequence_length)
+    n = len(data.retrieval)
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(arrays)
+        .shuffle(min(n, 100_000), seed=settings.seed)
+        .batch(config.batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    clock = _epoch_clock()
+    model.fit(dataset, epochs=epochs, verbose=0, callbacks=[clock])
+    per_epoch = clock.seconds[-1]
+    training = {
+        "measured": True,
+        "model": "TFRS two-tower retrieval (models.retrieval), Adagrad, in-batch softmax",
+        "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
+        "examples": n,
+        "batch_size": config.batch_size,
+        "embedding_dim": config.embedding_dim,
+        "epoch_seconds": [round(s, 2) for s in clock.seconds],
+        "seconds_per_epoch": round(per_epoch, 2),
+        "examples_per_s": round(n / per_epoch),
+    }
+
+    from serving.index import build_index
+
+    candidates = {k: tf.constant(v) for k, v in candidate_arrays(data.catalogue).items()}
+    embeddings = model.candidate_tower.predict(candidates, batch_size=4096, verbose=0)
+    index, seconds = _timed(build_index, embeddings, settings.serving)
+    faiss_result = {
+        "measured": True,
+        "items": int(len(embeddings)),
+        "kind": index.kind,
+        "seconds": round(seconds, 3),
+        "recall_at_10": round(index.recall_at_10, 3),
+    }
+    return pit, training, faiss_result, embeddings
+
+
+def _epoch_clock():
+    """A Keras callback that records the wall time of every epoch in its `seconds` list."""
+    import tensorflow as tf
+
+    class EpochClock(tf.keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds: list[float] = []
+            self._start = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None) -> None:
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None) -> None:
+            self.seconds.append(time.perf_counter() - self._start)
+
+    return EpochClock()
+
+
+def bench_size(settings: Settings, name: str, root: Path, keep: bool = False) -> dict:
+    """Every data-size-dependent stage on the synthetic world of size `name`."""
+    s = size_settings(settings, name, root)
+    if s.home.exists():
+        shutil.rmtree(s.home)
+    console.print(f"[bold]size {name}[/]: {SIZES[name]}")
+    result: dict = {"size": name, "data": SIZES[name]}
+    t0 = time.perf_counter()
+    gen = bench_generation(s)
+    batches = gen.pop("_batches")
+    result["generation"] = gen
+    result["events"] = gen["rows"]["events"]
+    console.print(f"  generation: {gen['rows']} in {gen['seconds']} s")
+    result["validation"] = bench_validation(s, batches)
+    console.print(f"  validation: {_brief(result['validation'])}")
+    result["features"], result["materialization"], store = bench_features(s)
+    console.print(
+        f"  features: {_brief(result['features'])}; materialize: {_brief(result['materialization'])}"
+    )
+    if store is None:
+        reason = "no Feast store (features stage not measured)"
+        result["training_data"] = result["training"] = result["faiss"] = _not_measured(reason)
+    else:
+        result["training_data"], result["training"], result["faiss"], _ = bench_training(s, store)
+    console.print(f"  training: {_brief(result['training'])}; faiss: {_brief(result['faiss'])}")
+    result["seconds_total"] = round(time.perf_counter() - t0, 1)
+    result["peak_rss_gib"] = _peak_rss_gib()
+    if not keep:
+        shutil.rmtree(s.home, ignore_errors=True)
+    return result
+
+
+def _brief(stage: dict) -> str:
+    if not stage.get("measured"):
+        return f"not measured ({stage.get('reason')})"
+    keys = ("seconds", "rows_per_s", "seconds_per_epoch", "examples_per_s", "kind", "recall_at_10")
+    return ", ".join(f"{k}={stage[k]}" for k in keys if k in stage)
+
+
+# ---------------------------------------------------------------- serving index vs catalogue size
+
+
+def clustered_embeddings(n: int, dim: int, seed: int, clusters: int = 1000) -> np.ndarray:
+    """Item-like vectors: a mixture of Gaussian clusters (as trained item embeddings are), float32."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    out = centres[rng.integers(0, clusters, n)]
+    out += 0.35 * rng.standard_normal((n, dim)).astype(np.float32)
+    return out
+
+
+def open_loop_latencies(
+    search: Callable[[np.ndarray], object], queries: np.ndarray, rate: float
+) -> np.ndarray:
+    """Latency (s) of each query sent at a fixed rate, measured from its scheduled send time.
+
+    Open loop: when the index is slower than the rate, the queueing delay is part of the latency.
+    """
+    out = np.empty(len(queries))
+    t0 = time.perf_counter()
+    for i, q in enumerate(queries):
+        due = t0 + i / rate
+        now = time.perf_counter()
+        if now < due:
+            time.sleep(due - now)
+        search(q[None, :])
+        out[i] = time.perf_counter() - due
+    return out
+
+
+def bench_catalogue(settings: Settings, n_items: int, rate: float, requests: int) -> dict:
+    """Build the serving index over `n_items` items and query it at `rate` requests/s, in process."""
+    import faiss
+
+    from serving.index import build_index
+
+    dim = settings.train.embedding_dim
+    k = settings.serving.candidates
+    items = clustered_embeddings(n_items, dim, settings.seed)
+    queries = clustered_embeddings(requests, dim, settings.seed + 1) if requests else items[:0]
+    ivf_settings = settings.serving.model_copy(update={"index": "ivf"})
+    index, build_seconds = _timed(build_index, items, ivf_settings, queries[:500])
+    exact = faiss.IndexFlatIP(dim)
+    _, flat_seconds = _timed(exact.add, items)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # one request, one core: what a serving worker gets
+    try:
+        ivf = open_loop_latencies(lambda q: index.search(q, k), queries, rate)
+        flat = open_loop_latencies(lambda q: exact.search(q, k), queries, rate)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    return {
+        "items": n_items,
+        "dim": dim,
+        "k": k,
+        "rate_rps": rate,
+        "requests": requests,
+        "ivf": {
+            "build_seconds": round(build_seconds, 2),
+            "recall_at_10": round(index.recall_at_10, 3),
+            **index.params,
+            "nlist": int(index.index.nlist),
+            **_percentiles(ivf),
+        },
+        "flat": {"build_seconds": round(flat_seconds, 3), "recall_at_10": 1.0, **_percentiles(flat)},
+    }
+
+
+def _percentiles(latencies: np.ndarray) -> dict:
+    ms = latencies * 1000
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+    }
+
+
+# ---------------------------------------------------------------- the command
+
+
+def run_scale_bench(
+    settings: Settings,
+    json_out: Path,
+    sizes: list[str] | None = None,
+    catalogues: list[int] | None = None,
+    rate: float = SERVING_RATE,
+    requests: int = SERVING_REQUESTS,
+    keep: bool = False,
+) -> dict:
+    """Measure every stage at growing sizes; write the JSON to `json_out` and the curves beside it (.png).
+
+    Args:
+        settings: platform settings (online store, engine, model hyperparameters are used as they are).
+        json_out: where the JSON goes; the PNG is `json_out` with the suffix `.png`.
+        sizes: names from `SIZES`, smallest first (default s, m, l: 10x users, items and events).
+        catalogues: catalogue sizes for the serving index (default 10k, 100k, 1M).
+        rate: request rate of the serving measurement, requests/s.
+        requests: requests per catalogue size.
+        keep: keep each size's generated data under `settings.home / "scale"`.
+
+    Returns:
+        The results written to the JSON.
+    """
+    sizes = list(sizes or DEFAULT_SIZES)
+    catalogues = list(catalogues or CATALOGUES)
+    root = (settings.home / "scale").resolve()
+    started = time.perf_counter()
+    results = {
+        "command": "recflow bench scale --json " + str(json_out),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": _cpus(), "python": platform.python_version(), "platform": platform.platform()},
+        "settings": {
+            "online_store": settings.features.online_store,
+            "feature_engine": settings.features.engine,
+            "embedding_dim": settings.train.embedding_dim,
+            "batch_size": settings.train.batch_size,
+            "nprobe": settings.serving.nprobe,
+            "min_index_recall": settings.serving.min_index_recall,
+        },
+        "sizes": [bench_size(settings, name, root, keep=keep) for name in sizes],
+    }
+    results["catalogue"] = []
+    for n in catalogues:
+        console.print(f"[bold]catalogue {n:,} items[/]: index build + {requests} queries at {rate:g}/s")
+        results["catalogue"].append(bench_catalogue(settings, n, rate, requests))
+    results["serving_http"] = _not_measured(
+        "the HTTP path needs a packaged model per catalogue size; `recflow bench serving` measures "
+        "POST /recommend on the packaged bento, the index alone is measured here in-process"
+    )
+    results["seconds_total"] = round(time.perf_counter() - started, 1)
+    results["peak_rss_gib"] = _peak_rss_gib()
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(results, indent=2))
+    png = json_out.with_suffix(".png")
+    plot_curves(results, png)
+    print_tables(results)
+    console.print(f"wrote {json_out} and {png}")
+    return results
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+# ---------------------------------------------------------------- output
+
+
+STAGES: tuple[tuple[str, str], ...] = (
+    ("generation", "generate"),
+    ("validation", "validate (GX)"),
+    ("features", "feature tables"),
+    ("materialization", "materialize"),
+    ("training_data", "PIT training data"),
+)
+
+
+def print_tables(results: dict) -> None:
+    """The two tables of the benchmark, as docs/scaling.md shows them."""
+    table = Table(title="cost per stage (rows/s, seconds)")
+    table.add_column("size")
+    table.add_column("users/items/events")
+    for _, label in STAGES:
+        table.add_column(label)
+    table.add_column("train s/epoch (ex/s)")
+    table.add_column("faiss build s")
+    for r in results["sizes"]:
+        d = r["data"]
+        cells = [r["size"], f"{d['n_users']:,}/{d['n_items']:,}/{r['events']:,}"]
+        for key, _ in STAGES:
+            st = r[key]
+            cells.append(f"{st['rows_per_s']:,} ({st['seconds']} s)" if st.get("measured") else "n/m")
+        tr, fx = r["training"], r["faiss"]
+        cells.append(f"{tr['seconds_per_epoch']} ({tr['examples_per_s']:,})" if tr.get("measured") else "n/m")
+        cells.append(f"{fx['seconds']} ({fx['kind']})" if fx.get("measured") else "n/m")
+        table.add_row(*cells)
+    Console().print(table)
+
+    table = Table(title="serving index vs catalogue (in-process, 1 thread, open loop)")
+    for col in (
+        "items",
+        "rate/s",
+        "IVF build s",
+        "nprobe",
+        "recall@10",
+        "IVF p50/p99 ms",
+        "exact p50/p99 ms",
+    ):
+        table.add_column(col)
+    for c in results["catalogue"]:
+        ivf, flat = c["ivf"], c["flat"]
+        table.add_row(
+            f"{c['items']:,}",
+            f"{c['rate_rps']:g}",
+            f"{ivf['build_seconds']}",
+            str(ivf.get("nprobe", "")),
+            f"{ivf['recall_at_10']}",
+            f"{ivf['p50_ms']} / {ivf['p99_ms']}",
+            f"{flat['p50_ms']} / {flat['p99_ms']}",
+        )
+    Console().print(table)
+
+
+def plot_curves(results: dict, path: Path) -> None:
+    """Throughput per stage and training cost against events; index build and p99 against catalogue."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = results["sizes"]
+    events = [r["events"] for r in sizes]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    ax = axes[0]
+    for key, label in STAGES:
+        points = [
+            (e, r[key]["rows_per_s"]) for e, r in zip(events, sizes, strict=True) if r[key].get("measured")
+        ]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", label=label)
+    trained = [
+        (e, r["training"]) for e, r in zip(events, sizes, strict=True) if r["training"].get("measured")
+    ]
+    if trained:
+        ax.plot(
+            [e for e, _ in trained], [t["examples_per_s"] for _, t in trained], marker="s", label="train ex/s"
+        )
+    ax.set(xscale="log", yscale="log", xlabel="events", ylabel="rows/s", title="throughput per stage")
+    ax.legend(fontsize=8)
+
+    ax = axes[1]
+    for key, label in STAGES:
+        points = [
+            (e, r[key]["seconds"]) for e, r in zip(events, sizes, strict=True) if r[key].get("measured")
+        ]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", label=label)
+    if trained:
+        ax.plot(
+            [e for e, _ in trained], [t["seconds_per_epoch"] for _, t in trained], marker="s", label="1 epoch"
+        )
+    ax.set(xscale="log", yscale="log", xlabel="events", ylabel="seconds", title="wall time per stage")
+    ax.legend(fontsize=8)
+
+    ax = axes[2]
+    cat = results["catalogue"]
+    if cat:
+        items = [c["items"] for c in cat]
+        ax.plot(items, [c["ivf"]["p99_ms"] for c in cat], marker="o", label="IVF p99 ms")
+        ax.plot(items, [c["flat"]["p99_ms"] for c in cat], marker="o", label="exact p99 ms")
+        ax.plot(items, [c["ivf"]["build_seconds"] for c in cat], marker="s", ls="--", label="IVF build s")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="catalogue items",
+            title=f"serving at {cat[0]['rate_rps']:g} req/s",
+        )
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
