@@ -14,6 +14,7 @@ import pandas as pd
 
 from recflow.settings import Settings
 from serving.index import ItemIndex, build_index
+from serving.purchases import Purchases
 from serving.schemas import RecommendResponse, ScoredItem, SimilarItemsResponse
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ class Recommender:
         tag: the BentoML model tag being served.
         metadata: what made the model (metrics, data window, hyperparameters, ...).
         index: the faiss index over `bundle.item_embeddings`.
+        purchases: who bought what (shared across model versions), for the purchased-item filter.
+        observe: called with (stage, seconds) after each stage of `recommend` (latency metrics).
     """
 
     bundle: object
@@ -46,6 +49,7 @@ class Recommender:
     tag: str
     metadata: dict
     index: ItemIndex
+    purchases: Purchases = field(default_factory=Purchases)
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     observe: Observer | None = None
 
@@ -65,6 +69,7 @@ class Recommender:
         features: object | None,
         tag: str = "local",
         metadata: dict | None = None,
+        purchases: Purchases | None = None,
     ) -> Recommender:
         """Load a bundle folder and build its faiss index (recall against exact search checked)."""
         import faiss
@@ -75,15 +80,18 @@ class Recommender:
         bundle = ModelBundle.load(bundle_path)
         sample_queries = _sample_queries(bundle)
         index = build_index(bundle.item_embeddings, settings.serving, sample_queries)
-        return cls(bundle, features, settings, tag, {**bundle.metadata, **(metadata or {})}, index)
+        metadata = {**bundle.metadata, **(metadata or {})}
+        return cls(bundle, features, settings, tag, metadata, index, purchases or Purchases())
 
     @classmethod
-    def from_model_store(cls, settings: Settings, tag: str, features: object | None) -> Recommender:
+    def from_model_store(
+        cls, settings: Settings, tag: str, features: object | None, purchases: Purchases | None = None
+    ) -> Recommender:
         """Load a packaged model by its BentoML tag."""
         from serving.package import model_info
 
         bundle_path, metadata = model_info(settings, tag)
-        return cls.from_bundle(settings, bundle_path, features, tag=tag, metadata=metadata)
+        return cls.from_bundle(settings, bundle_path, features, tag, metadata, purchases)
 
     # ---- requests --------------------------------------------------------------------------------
     def recommend(self, user_id: str, k: int, region: str | None = None) -> RecommendResponse:
@@ -102,7 +110,7 @@ class Recommender:
 
         recent = [i for i in (user.get("recent_items") or []) if i in self.row_of]
         user = {**user, "recent_items": recent}
-        purchased = {i for i in (user.get("purchased_items") or [])}
+        purchased = self.purchases.of(user_id) | set(user.get("purchased_items") or [])
 
         t = time.perf_counter()
         query = self.bundle.query_embedding([user])

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from recflow.settings import Settings
+from serving.purchases import Purchases
 from serving.recommender import Recommender, UnknownItemError
 from serving.schemas import (
     Event,
@@ -51,9 +52,9 @@ def open_features(settings: Settings) -> tuple[object | None, object | None]:
         return None, None
     from features.online import OnlineFeatures
 
-    from features.store import prepare_feature_store
+    from features.store import open_store
 
-    store = prepare_feature_store(settings)
+    store = open_store(settings)
     return store, OnlineFeatures(store, settings)
 
 
@@ -93,6 +94,7 @@ class RecflowService:
     def __init__(self) -> None:
         self.settings = settings_from_env()
         self.store, self.features = open_features(self.settings)
+        self.purchases = Purchases.from_validated(self.settings)
         self.current: Recommender | None = None
         self._stop = threading.Event()
         self._log_lock = threading.Lock()
@@ -111,7 +113,7 @@ class RecflowService:
         tag = champion_tag(self.settings)
         if tag is None or (self.current is not None and self.current.tag == tag):
             return False
-        recommender = Recommender.from_model_store(self.settings, tag, self.features)
+        recommender = Recommender.from_model_store(self.settings, tag, self.features, self.purchases)
         recommender.observe = _observe
         self.current = recommender  # one reference assignment: atomic for concurrent readers
         MODEL_SWITCHES.inc()
@@ -176,6 +178,7 @@ class RecflowService:
         """Log new events for the next batch, then push them to the online store (recent items, counters)."""
         frame = events_frame(events)
         path = self._append_log(frame)
+        self.purchases.add(frame)
         pushed = 0
         if self.store is not None:
             from features.online import push_user_events
