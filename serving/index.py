@@ -84,7 +84,6 @@ def build_index(
         index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(embeddings)
         index.add(embeddings)
-        index.quantizer_keep = quantizer  # keep the quantizer alive with the index
         name, breadths = "nprobe", _ladder(settings.nprobe, nlist)
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)

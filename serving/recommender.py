@@ -59,6 +59,7 @@ class Recommender:
         embeddings = np.asarray(self.bundle.item_embeddings, dtype=np.float32)
         norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
         self.unit_embeddings = embeddings / np.maximum(norms, 1e-12)
+        self.temperature = float(self.metadata.get("hyperparameters", {}).get("temperature", 1.0))
 
     # ---- loading ---------------------------------------------------------------------------------
     @classmethod
@@ -97,6 +98,10 @@ class Recommender:
     def recommend(self, user_id: str, k: int, region: str | None = None) -> RecommendResponse:
         """The top-k items for one user, ranked, with already-purchased items removed and the list kept full.
 
+        The score of a candidate is the retrieval model's probability that the user turns to it next
+        (softmax of the query-item inner products over the candidates, at the training temperature)
+        times the ranker's probability that a viewed item goes into the cart.
+
         Unknown users (not in the online store) get popular items of their region when one is given,
         else overall, with `fallback=True`.
         """
@@ -114,9 +119,11 @@ class Recommender:
 
         t = time.perf_counter()
         query = self.bundle.query_embedding([user])
-        rows, _ = self.index.search(query, self.settings.serving.candidates + len(purchased))
-        candidates = [self.item_ids[r] for r in rows[0] if r >= 0 and self.item_ids[r] not in purchased]
-        candidates = candidates[: self.settings.serving.candidates]
+        rows, sims = self.index.search(query, self.settings.serving.candidates + len(purchased))
+        keep = [j for j, r in enumerate(rows[0]) if r >= 0 and self.item_ids[r] not in purchased]
+        keep = keep[: self.settings.serving.candidates]
+        candidates = [self.item_ids[rows[0][j]] for j in keep]
+        interest = _softmax(sims[0][keep] / self.temperature)
         self._mark("retrieve", t)
 
         t = time.perf_counter()
@@ -124,9 +131,10 @@ class Recommender:
         self._mark("item_features", t)
 
         t = time.perf_counter()
-        scores = (
+        intent = (
             np.asarray(self.bundle.rank(user, item_frame), dtype=np.float32) if candidates else np.zeros(0)
         )
+        scores = interest * intent  # P(user turns to the item next) x P(it goes into the cart | viewed)
         self._mark("rank", t)
 
         categories = _column(item_frame, "category", len(candidates))
@@ -243,6 +251,13 @@ def _sample_queries(bundle: object, n: int = 200) -> np.ndarray:
         for _ in range(n)
     ]
     return bundle.query_embedding(users)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    if len(logits) == 0:
+        return logits.astype(np.float32)
+    z = np.exp(logits - logits.max())
+    return (z / z.sum()).astype(np.float32)
 
 
 def _column(frame: pd.DataFrame, name: str, n: int) -> list:
