@@ -110,7 +110,9 @@ class ServingSettings(BaseModel):
 class MonitoringSettings(BaseModel):
     """Evidently drift detection and the champion/challenger gate."""
 
-    drift_share_threshold: float = Field(0.5, gt=0, le=1, description="drifted-column share that alarms")
+    drift_share_threshold: float = Field(
+        0.15, gt=0, le=1, description="drifted-column share that alarms (0.15: two of twelve columns)"
+    )
     stattest_threshold: float | None = None
     promotion_margin: float = Field(0.0, ge=0, description="relative Recall@K gain a challenger needs")
     reference_days: int = Field(
@@ -118,8 +120,12 @@ class MonitoringSettings(BaseModel):
     )
     num_stattest: str = Field("wasserstein", description="Evidently drift method for numerical columns")
     cat_stattest: str = Field("jensenshannon", description="Evidently drift method for categorical columns")
-    num_threshold: float = Field(0.1, gt=0, description="normed Wasserstein distance that marks drift")
-    cat_threshold: float = Field(0.1, gt=0, description="Jensen-Shannon distance that marks drift")
+    num_threshold: float = Field(0.2, gt=0, description="normed Wasserstein distance that marks drift")
+    cat_threshold: float = Field(0.25, gt=0, description="Jensen-Shannon distance that marks drift")
+    per_column_threshold: dict[str, float] = Field(
+        default_factory=lambda: {"hour": 0.35, "user_events_day": 0.45, "user_tenure_days": 0.6},
+        description="thresholds for columns whose day-to-day noise is larger (few users or sessions per day)",
+    )
     golden_tolerance: float = Field(
         0.0, ge=0, description="relative drop on the golden set a challenger may show and still win"
     )
