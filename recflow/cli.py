@@ -123,6 +123,7 @@ def bench_scale(
     catalogues: Annotated[str, typer.Option(help="comma-separated catalogue sizes for the index")] = (
         "10000,100000,1000000"
     ),
+    docs: Annotated[Path | None, typer.Option(help="Markdown file whose generated block is rewritten")] = None,
     home: HomeOpt = None,
 ) -> None:
     """Cost growth: every stage timed at growing users/items/events, serving p99 as the catalogue grows."""
@@ -134,6 +135,7 @@ def bench_scale(
         json_out,
         sizes=[s.strip() for s in sizes.split(",") if s.strip()],
         catalogues=[int(c) for c in catalogues.split(",") if c.strip()],
+        docs=docs,
     )
 
 
