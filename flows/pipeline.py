@@ -94,8 +94,8 @@ def package(settings: Settings, trained) -> dict:
     """Save the bundle in the BentoML model store; promote it only if it beats the serving champion."""
     from serving.package import build_bento, champion_tag, model_info, promote, save_to_model_store
 
-    metadata = json.loads((trained.bundle_path / "metadata.json").read_text())
-    tag = save_to_model_store(settings, trained.bundle_path, metadata)
+    run = {"pipeline": "recflow-pipeline", "data_source": settings.data.source, "seed": settings.seed}
+    tag = save_to_model_store(settings, trained.bundle_path, run)
     current = champion_tag(settings)
     champion = model_info(settings, current)[1].get("metrics") if current else None
     k = f"recall@{settings.train.k}"
