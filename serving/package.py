@@ -69,7 +69,8 @@ def save_to_model_store(settings: Settings, bundle_path: Path, metadata: dict) -
     Args:
         settings: the platform settings (the store lives in `settings.bentoml_home`).
         bundle_path: folder written by `models.bundle.ModelBundle.save`.
-        metadata: metrics, data window, feature service, hyperparameters (JSON-able values).
+        metadata: metrics, data window, feature service, hyperparameters (JSON-able values); merged
+            over the bundle's own `metadata.json`, which already holds what made the model.
 
     Returns:
         The BentoML model tag, e.g. "recflow-recommender:abc123".
@@ -82,10 +83,13 @@ def save_to_model_store(settings: Settings, bundle_path: Path, metadata: dict) -
     bundle_path = Path(bundle_path)
     if not bundle_path.is_dir():
         raise FileNotFoundError(f"Model bundle {bundle_path} is not a folder: train the models first.")
-    full = {**_json_safe(metadata), "code_version": code_version(), "packaged_at": _now()}
+    bundle_meta = bundle_path / "metadata.json"
+    made_by = json.loads(bundle_meta.read_text()) if bundle_meta.exists() else {}
+    full = {"code_version": code_version(), **_json_safe({**made_by, **metadata}), "packaged_at": _now()}
     labels = {"profile": settings.profile, "code_version": full["code_version"]}
-    if isinstance(metadata.get("feature_service"), str):
-        labels["feature_service"] = metadata["feature_service"]
+    services = full.get("feature_services") or {}
+    if isinstance(services, dict):
+        labels.update({f"feature_service_{k}": str(v) for k, v in services.items()})
     with bentoml_stores(settings), bentoml.models.create(MODEL_NAME, metadata=full, labels=labels) as model:
         shutil.copytree(bundle_path, Path(model.path) / BUNDLE_DIR)
     return str(model.tag)
@@ -177,7 +181,6 @@ def build_bento(settings: Settings) -> str:
             include=BENTO_INCLUDE,
             exclude=["**/__pycache__"],
             python={"packages": BENTO_PACKAGES, "lock_packages": False},
-            envs=[{"name": "TF_USE_LEGACY_KERAS", "value": "1"}],
             models=[tag],
             build_ctx=str(REPO_ROOT),
         )

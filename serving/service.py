@@ -80,7 +80,12 @@ class ApiKeyMiddleware:
         await self.app(scope, receive, send)
 
 
-@bentoml.service(name="recflow", traffic={"timeout": 10, "concurrency": 64}, workers=1)
+@bentoml.service(
+    name="recflow",
+    traffic={"timeout": 10, "concurrency": 64},
+    workers=1,
+    envs=[{"name": "TF_USE_LEGACY_KERAS", "value": "1"}, {"name": "BENTOML_DO_NOT_TRACK", "value": "True"}],
+)
 @bentoml.asgi_app(http, path="/")
 class RecflowService:
     """Recommendations over HTTP: `/recommend`, `/similar-items`, `/events`, `GET /metadata`.
