@@ -51,7 +51,6 @@ def open_features(settings: Settings) -> tuple[object | None, object | None]:
         log.warning("No feature repo at %s: every user is served as cold start.", settings.feature_repo_dir)
         return None, None
     from features.online import OnlineFeatures
-
     from features.store import open_store
 
     store = open_store(settings)
