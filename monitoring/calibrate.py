@@ -93,3 +93,53 @@ def write_calibration(summary: dict, tables: dict[str, pd.DataFrame], path: Path
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"summary": summary, "days": {k: t.to_dict(orient="records") for k, t in tables.items()}}
     path.write_text(json.dumps(payload, indent=2, default=str))
+
+
+def calibration_markdown(summary: dict, command: str) -> str:
+    """The calibration figures as a Markdown table, with the command that measured them."""
+    lines = [
+        f"Measured by `{command}`.",
+        "",
+        "| column | largest distance, no-drift days | smallest distance, drift days | threshold |",
+        "|---|---|---|---|",
+    ]
+    for col, row in summary["columns"].items():
+        cells = [
+            f"{row[k]:.3f}" if row[k] is not None else "-" for k in ("max_no_drift", "min_drift", "threshold")
+        ]
+        lines.append(f"| {col} | {' | '.join(cells)} |")
+    lines += [
+        "",
+        f"Drifted-column share: at most {summary['max_share_no_drift']:.3f} on no-drift days, at least "
+        f"{summary['min_share_drift']:.3f} on drift days; alarm at {summary['drift_share_threshold']:.3f}. "
+        f"False alarms: {summary['false_alarms']}; missed drift days: {summary['missed_drift_days']}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run_calibration(settings: Settings, json_out: Path, drift_day: int, command: str = "") -> dict:
+    """Score a no-drift history and one with drift from `drift_day`, print and write the figures.
+
+    Writes `json_out` (summary + per-day tables) and a Markdown table beside it (`.md`).
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    base = settings.model_dump()
+    tables = {}
+    for name, day in (("no_drift", None), ("drift", drift_day)):
+        cfg = settings.model_validate(
+            {**base, "home": settings.home / "calibration" / name, "data": {**base["data"], "drift_day": day}}
+        )
+        tables[name] = calibration_table(cfg)
+    summary = calibration_summary(tables, settings)
+    write_calibration(summary, tables, json_out)
+    json_out.with_suffix(".md").write_text(calibration_markdown(summary, command))
+    table = Table(title=f"Drift calibration ({settings.profile} profile, drift from day {drift_day})")
+    for header in ("column", "max no-drift", "min drift", "threshold"):
+        table.add_column(header)
+    for col, row in summary["columns"].items():
+        table.add_row(col, *(f"{row[k]:.3f}" if row[k] is not None else "-" for k in row))
+    Console().print(table)
+    print(f"false alarms: {summary['false_alarms']}, missed drift days: {summary['missed_drift_days']}")
+    return summary

@@ -139,5 +139,20 @@ def bench_scale(
     )
 
 
+@bench.command("drift-calibration")
+def bench_drift_calibration(
+    json_out: Annotated[Path, typer.Option("--json", help="write results here (a Markdown table beside it)")],
+    drift_day: Annotated[int, typer.Option(help="day the drifted history starts drifting")] = 15,
+    profile: ProfileOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Per-column drift distances on simulated days without and with drift, next to the thresholds."""
+    settings = _settings(profile, home)
+    from monitoring.calibrate import run_calibration
+
+    command = f"recflow bench drift-calibration --json {json_out} --drift-day {drift_day}"
+    run_calibration(settings, json_out, drift_day, command=command + (f" --profile {profile}" if profile else ""))
+
+
 if __name__ == "__main__":
     app()
