@@ -1,0 +1,108 @@
+"""The in-process pipeline on a real tiny model and real Feast online features."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from recflow.data.batches import read_events
+from serving.purchases import Purchases
+from serving.recommender import STAGES, Recommender, UnknownItemError
+
+
+@pytest.fixture(scope="module")
+def recommender(served, online) -> Recommender:
+    purchases = Purchases.from_validated(served.settings)
+    return Recommender.from_model_store(served.settings, served.tag, online, purchases)
+
+
+@pytest.fixture(scope="module")
+def buyer(served) -> str:
+    """The user with the most purchases in the validated events."""
+    events = read_events(served.settings.validated_dir)
+    return str(events[events["event_type"] == "purchase"]["user_id"].value_counts().index[0])
+
+
+def test_known_user_gets_k_ranked_items_without_purchased_ones(recommender, online, buyer):
+    response = recommender.recommend(buyer, 10)
+    ids = [i.item_id for i in response.items]
+    assert response.fallback is False and response.model == recommender.tag
+    assert len(ids) == 10 and len(set(ids)) == 10
+    assert not set(ids) & recommender.purchases.of(buyer)
+    scores = [i.score for i in response.items]
+    assert scores == sorted(scores, reverse=True)
+    recent = set(online.user(buyer)["recent_items"])
+    for item in response.items:  # the reason names an item really in the user's history
+        assert item.reason.startswith("similar to ")
+        assert item.reason.removeprefix("similar to ").split(",")[0] in recent
+
+
+def test_purchased_items_are_backfilled_so_the_list_stays_full(recommender, buyer):
+    n_items = len(recommender.item_ids)
+    bought = recommender.purchases.of(buyer)
+    response = recommender.recommend(buyer, 100)
+    ids = [i.item_id for i in response.items]
+    assert len(ids) == len(set(ids)) == min(100, n_items - len(bought))
+    assert not set(ids) & bought
+
+
+def test_unknown_user_gets_popular_items_as_fallback(recommender):
+    response = recommender.recommend("nobody-at-all", 5)
+    assert response.fallback is True
+    assert [i.item_id for i in response.items] == recommender.bundle.popular["global"][:5]
+    assert {i.reason for i in response.items} == {"popular overall"}
+
+
+def test_unknown_user_with_a_region_gets_that_region_s_popular_items(recommender):
+    region, items = next(iter(recommender.bundle.popular["by_region"].items()))
+    response = recommender.recommend("nobody-at-all", 3, region=region)
+    assert response.fallback is True
+    assert [i.item_id for i in response.items] == items[:3]
+    assert response.items[0].reason == f"popular in region {region}"
+
+
+def test_at_most_m_items_per_category(served, online, buyer):
+    settings = served.settings.model_copy(deep=True)
+    settings.serving.max_per_category = 1
+    recommender = Recommender.from_model_store(settings, served.tag, online)
+    response = recommender.recommend(buyer, 5)
+    model_items = [i.item_id for i in response.items if i.reason.startswith("similar")]
+    categories = online.items(model_items)["category"].tolist()
+    assert len(model_items) >= 3 and len(categories) == len(set(categories))
+    assert len(response.items) == 5
+
+
+def test_unknown_items_in_a_history_are_ignored(served, recommender, online):
+    from features.online import push_user_events
+
+    known = str(recommender.item_ids[3])
+    events = pd.DataFrame(
+        {
+            "user_id": ["fresh-user", "fresh-user"],
+            "item_id": [known, "zz-not-in-catalogue"],
+            "timestamp": pd.Timestamp.now(tz="UTC"),
+        }
+    )
+    push_user_events(online.store, events)
+    response = recommender.recommend("fresh-user", 4)
+    assert response.fallback is False and len(response.items) == 4
+    assert {i.reason for i in response.items} == {f"similar to {known}, which you viewed"}
+
+
+def test_similar_items_excludes_the_item_and_is_sorted(recommender):
+    item = str(recommender.item_ids[0])
+    response = recommender.similar_items(item, 5)
+    ids = [i.item_id for i in response.items]
+    assert item not in ids and len(ids) == 5
+    assert [i.score for i in response.items] == sorted((i.score for i in response.items), reverse=True)
+    with pytest.raises(UnknownItemError, match="Unknown item_id 'nope'"):
+        recommender.similar_items("nope", 5)
+
+
+def test_every_stage_is_timed(served, online, buyer):
+    seen: dict[str, float] = {}
+    recommender = Recommender.from_model_store(served.settings, served.tag, online)
+    recommender.observe = seen.__setitem__
+    recommender.recommend(buyer, 3)
+    assert set(seen) == set(STAGES) and all(v >= 0 for v in seen.values())
+    assert seen["total"] >= seen["rank"]
