@@ -61,7 +61,7 @@ class OnlineFeatures:
         ]
         frame = pd.concat(frames) if frames else self._items.iloc[:0]
         frame = frame[frame[self.item_columns[:-1]].notna().any(axis=1)]
-        frame["price_bucket"] = price_bucket(frame["price"]).where(frame["price"].notna())
+        frame["price_bucket"] = price_bucket(frame["price"]).astype("Int64").where(frame["price"].notna())
         self._items = frame[self.item_columns]
         self._row = {item_id: i for i, item_id in enumerate(self._items.index)}
         log.info("online item cache: %d items", len(self._items))

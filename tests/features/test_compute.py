@@ -1,0 +1,126 @@
+"""Feature computation on hand-made events: windows, sequences, snapshot timestamps, Dask == pandas."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from features.compute import (
+    ONE_MICROSECOND,
+    daily_categories,
+    daily_counts,
+    daily_last_event,
+    event_sequences,
+    item_popularity,
+    training_timestamps,
+    user_activity,
+)
+from recflow.data.schema import conform
+
+DAY0 = pd.Timestamp("2026-01-01", tz="UTC")
+DAYS = pd.date_range(DAY0, periods=10, freq="D")
+
+
+def _events(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "event_type", "timestamp"])
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    frame["event_id"] = [f"e{i}" for i in range(len(frame))]
+    frame["session_id"] = "s"
+    return conform(frame, "events")
+
+
+EVENTS = _events(
+    [
+        ("u1", "i1", "view", "2026-01-01 10:00"),
+        ("u1", "i2", "view", "2026-01-01 11:00"),
+        ("u1", "i2", "add_to_cart", "2026-01-01 11:01"),
+        ("u1", "i1", "view", "2026-01-06 09:00"),
+        ("u1", "i2", "purchase", "2026-01-06 10:00"),
+    ]
+)
+CATEGORIES = pd.DataFrame({"item_id": ["i1", "i2"], "category": ["a", "b"]})
+
+
+def _activity() -> pd.DataFrame:
+    frame = user_activity(
+        daily_counts(EVENTS, "user_id"), daily_categories(EVENTS, CATEGORIES), daily_last_event(EVENTS), DAYS
+    )
+    return frame.set_index("event_timestamp")
+
+
+def test_user_activity_windows_are_stamped_after_the_day_they_cover():
+    activity = _activity()
+    assert activity.index.min() == DAY0 + pd.Timedelta(days=1)  # day 0 is complete at 00:00 of day 1
+    assert len(activity) == len(DAYS)
+    day0 = activity.loc[pd.Timestamp("2026-01-02", tz="UTC")]
+    assert (day0.views_1d, day0.carts_1d, day0.purchases_1d, day0.distinct_categories_30d) == (2, 1, 0, 2)
+    assert day0.days_since_last_event == pytest.approx((13 * 60 - 1) / (24 * 60))
+    day5 = activity.loc[pd.Timestamp("2026-01-07", tz="UTC")]
+    assert (day5.views_1d, day5.purchases_1d, day5.views_7d, day5.carts_7d, day5.views_30d) == (1, 1, 3, 1, 3)
+    day7 = activity.loc[pd.Timestamp("2026-01-09", tz="UTC")]  # day 0 has left the 7-day window
+    assert (day7.views_1d, day7.views_7d, day7.carts_7d, day7.purchases_7d, day7.views_30d) == (0, 1, 0, 1, 3)
+    day9 = activity.loc[pd.Timestamp("2026-01-11", tz="UTC")]
+    assert day9.days_since_last_event == pytest.approx(4 + 14 / 24)
+
+
+def test_item_popularity_counts_and_conversion():
+    on_sale = pd.DataFrame({"item_id": ["i1", "i2"] * len(DAYS), "day": DAYS.repeat(2)})
+    pop = item_popularity(daily_counts(EVENTS, "item_id"), on_sale, DAYS)
+    row = pop[(pop.item_id == "i2") & (pop.event_timestamp == pd.Timestamp("2026-01-07", tz="UTC"))].iloc[0]
+    assert (row.item_views_7d, row.item_carts_7d, row.item_purchases_1d, row.item_purchases_7d) == (
+        1,
+        1,
+        1,
+        1,
+    )
+    assert row.item_conversion_7d == pytest.approx(1.0)
+    first = pop[(pop.item_id == "i1") & (pop.event_timestamp == pd.Timestamp("2026-01-02", tz="UTC"))].iloc[0]
+    assert (first.item_views_1d, first.item_conversion_30d) == (1, 0.0)
+    assert len(pop) == 2 * len(DAYS)  # every item on sale has a row each day, even without events
+
+
+def test_event_sequences_include_their_own_event_newest_last_and_truncate():
+    seq = event_sequences(EVENTS, length=3)
+    assert seq["recent_items"].tolist() == [
+        ["i1"],
+        ["i1", "i2"],
+        ["i1", "i2", "i2"],
+        ["i2", "i2", "i1"],
+        ["i2", "i1", "i2"],
+    ]
+    assert seq["event_timestamp"].tolist() == EVENTS["timestamp"].tolist()
+
+
+def test_event_sequences_keep_one_row_per_timestamp():
+    tied = _events([("u2", "i1", "view", "2026-01-01 10:00"), ("u2", "i2", "view", "2026-01-01 10:00")])
+    seq = event_sequences(tied, length=5)
+    assert len(seq) == 1
+    assert seq["recent_items"].iloc[0] == ["i1", "i2"]
+
+
+def test_training_timestamps_are_one_microsecond_before_the_label():
+    labels = pd.Series(pd.to_datetime(["2026-01-06 10:00"], utc=True))
+    assert (labels - training_timestamps(labels)).iloc[0] == ONE_MICROSECOND
+
+
+@pytest.mark.slow
+def test_dask_engine_equals_pandas(tiny_settings, tiny_batches):
+    """The aggregations on a local Dask cluster of 2 worker processes give the pandas tables."""
+    from features.compute import TABLE_NAMES, compute_features
+
+    pandas_tables = compute_features(tiny_settings)
+    expected = {name: pd.read_parquet(pandas_tables.path(name)) for name in TABLE_NAMES}
+    dask_settings = tiny_settings.model_copy(
+        update={"features": tiny_settings.features.model_copy(update={"engine": "dask", "dask_workers": 2})}
+    )
+    dask_tables = compute_features(dask_settings)
+    assert dask_tables.rows == pandas_tables.rows
+    for name in TABLE_NAMES:
+        got = pd.read_parquet(dask_tables.path(name))
+        key = "user_id" if name.startswith("user") else "item_id"
+        sort = [key, "event_timestamp"]
+        pd.testing.assert_frame_equal(
+            got.sort_values(sort).reset_index(drop=True).astype({key: str}),
+            expected[name].sort_values(sort).reset_index(drop=True).astype({key: str}),
+            check_dtype=False,
+        )
