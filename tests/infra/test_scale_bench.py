@@ -114,7 +114,7 @@ def test_markdown_block_replaces_only_the_generated_part(tmp_path):
     results = {
         "command": "recflow bench scale --json x.json",
         "started": "2026-01-01T00:00:00+00:00",
-        "machine": {"cpus": 2},
+        "machine": {"cpus": 2, "load_average_at_start": [1.0, 1.0, 1.0]},
         "settings": {"online_store": "sqlite", "feature_engine": "pandas"},
         "seconds_total": 1.0,
         "peak_rss_gib": 0.5,
