@@ -17,8 +17,10 @@ and the share threshold asks for several columns at once, so one noisy column ne
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -39,6 +41,7 @@ class DriftResult:
         json_path: the decision and per-column scores as JSON.
         scores: per-column drift distance.
         thresholds: per-column threshold the distance was compared with.
+        snapshot: the Evidently run itself (for a workspace); not serialised.
     """
 
     share: float
@@ -49,10 +52,11 @@ class DriftResult:
     json_path: Path
     scores: dict[str, float] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
+    snapshot: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        """JSON-ready view (paths as strings)."""
-        out = asdict(self)
+        """JSON-ready view (paths as strings, without the snapshot)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "snapshot"}
         out["html_path"], out["json_path"] = str(self.html_path), str(self.json_path)
         return out
 
@@ -66,7 +70,9 @@ def column_thresholds(cfg: MonitoringSettings, columns: list[str]) -> dict[str, 
     return out
 
 
-def drift_report(reference: pd.DataFrame, current: pd.DataFrame, cfg: MonitoringSettings):
+def drift_report(
+    reference: pd.DataFrame, current: pd.DataFrame, cfg: MonitoringSettings, timestamp: datetime | None = None
+):
     """Run Evidently's `DataDriftPreset` on the monitored columns present in both frames.
 
     Returns:
@@ -100,6 +106,8 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, cfg: Monitoring
     return report.run(
         Dataset.from_pandas(current[num + cat], data_definition=definition),
         Dataset.from_pandas(reference[num + cat], data_definition=definition),
+        timestamp=timestamp,
+        tags=["drift"],
     )
 
 
@@ -127,7 +135,11 @@ def drifted_columns(run) -> list[str]:
 
 
 def detect_drift(
-    reference: pd.DataFrame, current: pd.DataFrame, settings: Settings, out_dir: Path
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    settings: Settings,
+    out_dir: Path,
+    timestamp: datetime | None = None,
 ) -> DriftResult:
     """Compare `current` with `reference`, save the Evidently HTML and a JSON decision under `out_dir`.
 
@@ -137,12 +149,13 @@ def detect_drift(
         settings: platform settings (reads `settings.monitoring`).
         out_dir: folder for `drift.html` and `drift.json` (created if missing), usually a subfolder of
             `settings.reports_dir`.
+        timestamp: when the current batch happened (the snapshot's time on dashboards); now if None.
 
     Returns:
         The decision with the per-column scores and the report paths.
     """
     cfg = settings.monitoring
-    run = drift_report(reference, current, cfg)
+    run = drift_report(reference, current, cfg, timestamp)
     scores = column_scores(run)
     thresholds = column_thresholds(cfg, list(scores))
     drifted = drifted_columns(run)
@@ -159,6 +172,7 @@ def detect_drift(
         json_path=json_path,
         scores=scores,
         thresholds=thresholds,
+        snapshot=run,
     )
     json_path.write_text(json.dumps(result.to_dict(), indent=2))
     return result
