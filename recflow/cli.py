@@ -89,6 +89,29 @@ def bench_quality(
     run_quality_bench(settings, dataset, json_out, seed=seed)
 
 
+@bench.command("quality-doc")
+def bench_quality_doc(
+    json_files: Annotated[list[Path], typer.Argument(help="JSON files of `bench quality`, one per seed")],
+    out: Annotated[Path, typer.Option(help="markdown file to write")] = Path("docs/benchmarks.md"),
+    dataset: Annotated[
+        str, typer.Option(help="data set path shown in the commands")
+    ] = "../shared/datasets/amazon-beauty",
+) -> None:
+    """Write the quality table (mean ± spread over the seeds of the JSON files) with the commands that made it."""
+    import json
+
+    from models.benchmark import write_benchmark_doc
+
+    seeds = [json.loads(p.read_text())["seed"] for p in json_files]
+    lines = [
+        f"recflow bench quality --dataset {dataset} --json {p} --seed {s}"
+        for p, s in zip(json_files, seeds, strict=True)
+    ]
+    lines.append(f"recflow bench quality-doc {' '.join(map(str, json_files))} --out {out}")
+    write_benchmark_doc(json_files, out, "\n".join(lines))
+    typer.echo(f"wrote {out}")
+
+
 @bench.command("features")
 def bench_features(
     json_out: Annotated[Path, typer.Option("--json", help="write results here")],
