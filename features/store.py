@@ -6,6 +6,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import yaml
@@ -18,6 +19,7 @@ from recflow.settings import Settings
 
 log = logging.getLogger(__name__)
 PASSWORD_ENV = "RECFLOW_FEATURES__REDIS_PASSWORD"
+ROW = "__recflow_row"
 WRITE_LATEST: tuple[str, ...] = ("user_sequence",)
 """Views materialized by `_write_latest` instead of `FeatureStore.materialize` (see there)."""
 
@@ -155,15 +157,26 @@ def get_training_frame(store: FeatureStore, entity_df: pd.DataFrame, service_nam
         service_name: e.g. `retrieval_v1` or `ranking_v1`.
 
     Returns:
-        `entity_df`'s columns plus the service's features; a value stamped after a row's
-        timestamp never reaches that row, and one older than the view's TTL is null.
+        `entity_df`'s rows (same order, fresh index) and columns plus the service's features; a
+        value stamped after a row's timestamp never reaches that row, and one older than the
+        view's TTL is null.
     """
     if "event_timestamp" not in entity_df.columns:
         raise ValueError(f"entity_df needs an 'event_timestamp' column; got {list(entity_df.columns)}")
     service = store.get_feature_service(service_name)
-    frame = entity_df.copy()
-    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
-    return store.get_historical_features(entity_df=frame, features=service).to_df()
+    frame = entity_df.reset_index(drop=True)
+    frame = frame.assign(
+        event_timestamp=pd.to_datetime(frame["event_timestamp"], utc=True),
+        **{key: frame[key].astype("string") for key in ("user_id", "item_id") if key in frame.columns},
+        **{ROW: np.arange(len(frame))},
+    )
+    out = store.get_historical_features(entity_df=frame, features=service).to_df()
+    # Feast's file offline store drops an entity row whose user (or item) has rows, all outside
+    # the TTL window; put every row back, in order, with missing features.
+    out = out.drop_duplicates(ROW).set_index(ROW).reindex(np.arange(len(frame)))
+    features = [c for c in out.columns if c not in frame.columns]
+    restored = frame.drop(columns=ROW).reset_index(drop=True)
+    return pd.concat([restored, out[features].reset_index(drop=True)], axis=1)
 
 
 def _first_day(settings: Settings) -> datetime:
