@@ -43,11 +43,13 @@ def test_redis_online_lookup_is_idempotent_and_isolated(redis_settings):
     items = online.items(ids)
     assert items["item_purchases_30d"].tolist() == popularity.loc[ids, "item_purchases_30d"].tolist()
 
-    first = redis.Redis().hgetall(keys[0])
-    materialize(
-        redis_settings, store, *next(iter(store.list_feature_views())).materialization_intervals[-1][::-1]
-    )
-    assert redis.Redis().hgetall(keys[0]) == first  # the same window again changes nothing
+    client = redis.Redis(host=redis_settings.features.redis_host, port=redis_settings.features.redis_port)
+    first = {key: client.hgetall(key) for key in keys}
+    start, end = store.get_feature_view("user_activity").materialization_intervals[-1]
+    materialize(redis_settings, store, end=end, start=start)
+    assert {
+        key: client.hgetall(key) for key in _keys(redis_settings)
+    } == first  # same window: nothing changes
     assert online.user(user_id) == user
 
     open_store(redis_settings).teardown()
