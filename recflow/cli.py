@@ -31,7 +31,9 @@ def prepare_environment(settings: Settings) -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
     os.environ.setdefault("BENTOML_HOME", str(settings.bentoml_home.resolve()))
-    os.environ.setdefault("PREFECT_HOME", str((settings.home / "prefect").resolve()))
+    prefect_home = (settings.home / "prefect").resolve()
+    prefect_home.mkdir(parents=True, exist_ok=True)  # the temporary server's SQLite database lives here
+    os.environ.setdefault("PREFECT_HOME", str(prefect_home))
 
 
 def _settings(profile: Profile | None, home: Path | None, data: str | None = None) -> Settings:
