@@ -34,6 +34,8 @@ def prepare_environment(settings: Settings) -> None:
     prefect_home = (settings.home / "prefect").resolve()
     prefect_home.mkdir(parents=True, exist_ok=True)  # the temporary server's SQLite database lives here
     os.environ.setdefault("PREFECT_HOME", str(prefect_home))
+    # the temporary server migrates a fresh database on first start: 20 s is short on a busy 2-core box
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 def _settings(profile: Profile | None, home: Path | None, data: str | None = None) -> Settings:
