@@ -166,6 +166,22 @@ def bench_scale(
     )
 
 
+@app.command()
+def simulate(
+    json_out: Annotated[Path, typer.Option("--json", help="write the per-day results here (PNG beside it)")],
+    days: Annotated[int, typer.Option(help="simulated days")] = 30,
+    drift_day: Annotated[int, typer.Option(help="first day (0-based) with injected drift")] = 15,
+    window: Annotated[int, typer.Option(help="days a model trains on")] = 7,
+    profile: ProfileOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Replay daily synthetic batches through the closed loop: drift -> retrain -> gate -> promote."""
+    settings = _settings(profile, home)
+    from flows.simulate import run_simulation
+
+    run_simulation(settings, days, drift_day, json_out, window=window)
+
+
 @bench.command("drift-calibration")
 def bench_drift_calibration(
     json_out: Annotated[Path, typer.Option("--json", help="write results here (a Markdown table beside it)")],
