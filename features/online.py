@@ -96,8 +96,9 @@ class OnlineFeatures:
         return self.user(user_id), self.items(item_ids)
 
     @property
-    def known_items(self) -> int:
-        return len(self._items)
+    def item_ids(self) -> list[str]:
+        """The ids of the items in the cache (those with online features)."""
+        return list(self._items.index)
 
     def _read_items(self, item_ids: list[str]) -> pd.DataFrame:
         values = self.store.get_online_features(
