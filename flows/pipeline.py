@@ -245,7 +245,7 @@ def print_summary(summary: dict, settings: Settings) -> None:
             f"curl -X POST http://{settings.serving.host}:{settings.serving.port}/recommend",
             "",
         )
-    Console().print(table)
+    Console(width=max(Console().width, 150)).print(table)
 
 
 def run_pipeline(settings: Settings, summary_path: Path | None = None) -> dict:

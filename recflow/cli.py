@@ -7,6 +7,7 @@ down. Heavy libraries are imported inside the commands, after the process enviro
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +26,11 @@ DataOpt = Annotated[str | None, typer.Option("--data", help="'synthetic' or 'ama
 
 def prepare_environment(settings: Settings) -> None:
     """Process-wide switches the libraries read at import time. Call before importing them."""
+    # the stack's own deprecation chatter buries the progress lines; our code's warnings still show
+    for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    for noisy in ("feast", "dask", "bentoml", "evidently", "great_expectations", "tensorflow", "tf_keras", "pandas"):
+        warnings.filterwarnings("ignore", module=noisy)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
