@@ -1,0 +1,222 @@
+"""Open-loop load benchmark of POST /recommend on loopback, then the highest rate that meets the p99 target."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from recflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+P99_TARGET_MS = 50.0
+WARMUP_S = 3.0
+STEP_S = 10.0
+STEP_RATES = (150.0, 200.0, 250.0, 300.0, 400.0, 500.0, 600.0, 800.0)
+UNKNOWN_SHARE = 0.05  # share of requests for users the shop has never seen (cold start)
+
+
+def run_serving_bench(
+    settings: Settings, json_out: Path, rate: float = 100.0, duration: float = 60.0
+) -> dict:
+    """Drive `/recommend` open-loop at `rate` req/s for `duration` s, then step the rate up.
+
+    Requests leave on a fixed schedule whatever the answers do (open loop), and each latency is
+    measured from the request's scheduled time, so a slow server cannot hide its queueing. Trains and
+    packages the default models first when none is packaged.
+
+    Returns:
+        `{"rate_rps", "duration_s", "requests", "errors", "p50_ms", "p95_ms", "p99_ms", "max_rps",
+        "in_process_p50_ms", ...}`, also written to `json_out`.
+    """
+    from serving.server import running_server
+
+    tag = ensure_champion(settings)
+    users = request_users(settings)
+    in_process = in_process_latency(settings, tag, users[:300])
+    headers = (
+        {"Authorization": f"Bearer {settings.serving.api_key.get_secret_value()}"}
+        if settings.serving.api_key
+        else {}
+    )
+
+    with running_server(settings) as url:
+        asyncio.run(open_loop(url, users, rate, WARMUP_S, headers))
+        steady = asyncio.run(open_loop(url, users, rate, duration, headers))
+        steps, max_rps = [], rate if _meets(steady) else 0.0
+        for step_rate in (r for r in STEP_RATES if r > rate):
+            if not steps or _meets(steps[-1]):
+                step = asyncio.run(open_loop(url, users, step_rate, STEP_S, headers))
+                steps.append(step)
+                if _meets(step):
+                    max_rps = step_rate
+    result = {
+        **steady,
+        "max_rps": max_rps,
+        "in_process_p50_ms": in_process,
+        "p99_target_ms": P99_TARGET_MS,
+        "model": tag,
+        "n_items": len(_bundle_items(settings, tag)),
+        "steps": steps,
+        "command": f"recflow bench serving --json {json_out} --rate {rate:g} --duration {duration:g}",
+    }
+    json_out = Path(json_out)
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(result, indent=2))
+    print_table(result)
+    return result
+
+
+async def open_loop(url: str, users: list[str], rate: float, duration: float, headers: dict) -> dict:
+    """Send `rate * duration` requests on a fixed schedule; latency counts from each scheduled time."""
+    import aiohttp
+
+    n = max(1, int(rate * duration))
+    latencies = np.full(n, np.nan)
+    errors = 0
+    timeout = aiohttp.ClientTimeout(total=5.0)
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as session:
+
+        async def one(i: int, due: float) -> None:
+            nonlocal errors
+            body = {"user_id": users[i % len(users)], "k": 10}
+            try:
+                async with session.post(f"{url}/recommend", json=body) as response:
+                    await response.read()
+                    if response.status != 200:
+                        errors += 1
+                        return
+            except (TimeoutError, aiohttp.ClientError):
+                errors += 1
+                return
+            latencies[i] = time.perf_counter() - due
+
+        start = time.perf_counter() + 0.05
+        tasks = []
+        for i in range(n):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i, due)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    ok = latencies[~np.isnan(latencies)] * 1000
+    pct = (lambda q: round(float(np.percentile(ok, q)), 2)) if len(ok) else (lambda q: float("nan"))
+    return {
+        "rate_rps": rate,
+        "duration_s": duration,
+        "requests": n,
+        "errors": errors,
+        "achieved_rps": round(n / elapsed, 1),
+        "p50_ms": pct(50),
+        "p95_ms": pct(95),
+        "p99_ms": pct(99),
+    }
+
+
+def in_process_latency(settings: Settings, tag: str, users: list[str]) -> float:
+    """p50 in ms of the same pipeline called in process (no HTTP): the floor the server adds to."""
+    from features.online import OnlineFeatures
+    from features.store import open_store
+    from serving.purchases import Purchases
+    from serving.recommender import Recommender
+
+    features = OnlineFeatures(open_store(settings), settings)
+    recommender = Recommender.from_model_store(settings, tag, features, Purchases.from_validated(settings))
+    for user in users[:20]:
+        recommender.recommend(user, 10)  # warm-up (tf.function tracing)
+    times = []
+    for user in users:
+        t = time.perf_counter()
+        recommender.recommend(user, 10)
+        times.append(time.perf_counter() - t)
+    return round(float(np.median(times)) * 1000, 2)
+
+
+def request_users(settings: Settings, n: int = 5000, seed: int = 0) -> list[str]:
+    """User ids to request: known users from the validated events, with a share of never-seen ones."""
+    from recflow.data.batches import read_events
+
+    known = read_events(settings.validated_dir)["user_id"].astype(str).unique()
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(known, size=n)
+    unknown = rng.random(n) < UNKNOWN_SHARE
+    return [f"new-{i}" if cold else str(u) for i, (u, cold) in enumerate(zip(picks, unknown, strict=True))]
+
+
+def ensure_champion(settings: Settings) -> str:
+    """The champion tag; promotes the newest packaged model, or trains and packages the default models."""
+    from serving.package import champion_tag, latest_tag, promote, save_to_model_store
+
+    tag = champion_tag(settings) or latest_tag(settings)
+    if tag is None:
+        print("No packaged model: landing, validating, building features and training the default models.")
+        bundle_path, metrics = _train_default(settings)
+        tag = save_to_model_store(
+            settings, bundle_path, {"metrics": metrics, "trained_by": "recflow bench serving"}
+        )
+    if champion_tag(settings) != tag:
+        promote(settings, tag)
+    return tag
+
+
+def _train_default(settings: Settings) -> tuple[Path, dict]:
+    from features.store import materialize, prepare_feature_store
+    from features.validation import Validator, validate_batch
+    from models.train import train_models
+    from recflow.data.sources import land_batches
+
+    validator = Validator(settings)
+    for batch in land_batches(settings):
+        validate_batch(validator, batch, settings)
+    store = prepare_feature_store(settings)
+    materialize(settings, store)
+    result = train_models(settings, store)
+    return result.bundle_path, result.metrics
+
+
+def _bundle_items(settings: Settings, tag: str) -> np.ndarray:
+    from serving.package import model_info
+
+    path, _ = model_info(settings, tag)
+    return np.load(path / "item_ids.npy")
+
+
+def _meets(step: dict) -> bool:
+    return step["errors"] == 0 and step["p99_ms"] <= P99_TARGET_MS
+
+
+def print_table(result: dict) -> None:
+    """The steady run, the rate steps and the verdict, as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"POST /recommend, open loop, loopback ({result['model']}, {result['n_items']} items)"
+    )
+    for column in ("rate req/s", "seconds", "requests", "errors", "achieved", "p50 ms", "p95 ms", "p99 ms"):
+        table.add_column(column, justify="right")
+    for row in [result, *result["steps"]]:
+        table.add_row(
+            f"{row['rate_rps']:g}",
+            f"{row['duration_s']:g}",
+            str(row["requests"]),
+            str(row["errors"]),
+            f"{row['achieved_rps']:g}",
+            f"{row['p50_ms']:.1f}",
+            f"{row['p95_ms']:.1f}",
+            f"{row['p99_ms']:.1f}",
+        )
+    console = Console()
+    console.print(table)
+    console.print(
+        f"max_rps meeting p99 <= {result['p99_target_ms']:g} ms with zero errors: {result['max_rps']:g}; "
+        f"in-process p50 {result['in_process_p50_ms']:.2f} ms vs HTTP p50 {result['p50_ms']:.2f} ms"
+    )
