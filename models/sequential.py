@@ -35,7 +35,7 @@ class SequentialConfig:
     dropout: float = 0.3
     learning_rate: float = 2e-3
     batch_size: int = 256
-    max_epochs: int = 24
+    max_epochs: int = 20
     eval_every: int = 2
     patience: int = 3
     seed: int = 42
