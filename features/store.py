@@ -171,8 +171,8 @@ def get_training_frame(store: FeatureStore, entity_df: pd.DataFrame, service_nam
         **{ROW: np.arange(len(frame))},
     )
     out = store.get_historical_features(entity_df=frame, features=service).to_df()
-    # Feast's file offline store drops an entity row whose user (or item) has rows, all outside
-    # the TTL window; put every row back, in order, with missing features.
+    # Feast's file offline store drops an entity row when none of a view's rows for that entity
+    # falls in [row time - TTL, row time]; put every row back, in order, with missing features.
     out = out.drop_duplicates(ROW).set_index(ROW).reindex(np.arange(len(frame)))
     features = [c for c in out.columns if c not in frame.columns]
     restored = frame.drop(columns=ROW).reset_index(drop=True)

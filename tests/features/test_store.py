@@ -199,3 +199,22 @@ def test_push_updates_recent_items(tiny_settings, tiny_batches):
     assert after[-2:] == ["i000001", "i000002"]  # time order, newest last
     assert after == (before + ["i000001", "i000002"])[-n:]
     assert online.user("brand-new-user")["recent_items"] == ["i000005"]
+
+
+def test_recency_on_demand_feature_uses_the_request_time(feature_world):
+    settings, store = feature_world.settings, feature_world.store
+    activity = _latest(settings, "user_activity", "user_id")
+    user_id = activity.index[0]
+    now = activity.loc[user_id, "last_event_unix_s"] + 2.5 * 86_400
+    got = store.get_online_features(
+        features=["user_recency:recency_days"], entity_rows=[{"user_id": user_id, "request_unix_s": now}]
+    ).to_dict()
+    assert got["recency_days"][0] == pytest.approx(2.5)
+
+
+def test_online_features_before_materialization_are_empty(tiny_settings, tiny_batches):
+    store = prepare_feature_store(tiny_settings)
+    online = OnlineFeatures(store, tiny_settings)
+    assert online.item_ids == []
+    assert online.user("u000001") is None
+    assert online.items(["i000001"]).loc["i000001"].isna().all()
