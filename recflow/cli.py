@@ -188,6 +188,20 @@ def simulate(
     run_simulation(settings, days, drift_day, json_out, window=window)
 
 
+@app.command()
+def up(
+    prefect_port: Annotated[int, typer.Option(help="Prefect server and UI port")] = 4200,
+    evidently_port: Annotated[int, typer.Option(help="Evidently UI port")] = 8000,
+    profile: ProfileOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Start Prefect (UI), the BentoML service and the Evidently UI; serve the scheduled deployments."""
+    settings = _settings(profile, home)
+    from flows.deployments import platform_up
+
+    platform_up(settings, prefect_port=prefect_port, evidently_port=evidently_port)
+
+
 @bench.command("drift-calibration")
 def bench_drift_calibration(
     json_out: Annotated[Path, typer.Option("--json", help="write results here (a Markdown table beside it)")],

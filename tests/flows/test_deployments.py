@@ -1,0 +1,118 @@
+"""The served mode: deployments with schedules and a drift trigger; flows on a PostgreSQL-backed server."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from flows.deployments import DRIFT_EVENT, build_deployments, prefect_env, wait_for_http
+from recflow.settings import load_settings
+
+
+def test_three_deployments_with_schedules_and_the_drift_trigger(tiny_settings):
+    deployments = {d.name: d for d in build_deployments(tiny_settings)}
+    assert set(deployments) == {"daily-ingest-validate-drift", "weekly-retrain", "retrain-on-drift"}
+    assert deployments["daily-ingest-validate-drift"].schedules[0].schedule.cron == "0 2 * * *"
+    assert deployments["weekly-retrain"].schedules[0].schedule.cron == "0 3 * * 1"
+    (trigger,) = deployments["retrain-on-drift"].triggers
+    assert trigger.expect == {DRIFT_EVENT}
+    assert trigger.parameters["reason"] == "drift"
+    assert trigger.parameters["home"] == str(tiny_settings.home.resolve())
+    assert not deployments["retrain-on-drift"].schedules
+
+
+def test_postgres_url_reaches_the_prefect_server(tiny_settings):
+    env = prefect_env(tiny_settings, 4321)
+    assert env["PREFECT_API_URL"] == "http://127.0.0.1:4321/api"
+    assert "PREFECT_API_DATABASE_CONNECTION_URL" not in env  # SQLite by default
+    url = "postgresql+asyncpg://postgres@127.0.0.1:5432/x"
+    configured = load_settings("tiny", home=tiny_settings.home, prefect_database_url=url)
+    assert prefect_env(configured, 4321)["PREFECT_API_DATABASE_CONNECTION_URL"] == url
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def postgres_database():
+    """A throwaway PostgreSQL database on 127.0.0.1:5432, dropped afterwards."""
+    psycopg = pytest.importorskip("psycopg")
+    name = f"recflow_test_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = psycopg.connect(
+            "postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=5
+        )
+    except psycopg.OperationalError as e:
+        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {e}")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(600)
+def test_daily_flow_on_a_postgres_backed_server_emits_the_drift_event(tmp_path, postgres_database):
+    import psycopg
+
+    home = tmp_path / "home"
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{postgres_database}"
+    settings = load_settings("tiny", home=home, prefect_database_url=url)
+    port = _free_port()
+    env = {
+        **os.environ,
+        **prefect_env(settings, port),
+        # a world whose newest day (6) is the first drifted one
+        "RECFLOW_DATA__N_DAYS": "7",
+        "RECFLOW_DATA__DRIFT_DAY": "6",
+    }
+    Path(env["PREFECT_HOME"]).mkdir(parents=True)
+    prefect = str(Path(sys.executable).parent / "prefect")
+    server = subprocess.Popen(
+        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/api/health", timeout=240)
+        code = (
+            "import json; from flows.deployments import daily_monitoring; "
+            f"print(json.dumps(daily_monitoring(profile='tiny', home={str(home)!r})['drift']))"
+        )
+        run = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=420, check=False
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        drift = json.loads(run.stdout.strip().splitlines()[-1])
+        assert drift["detected"], drift
+
+        db = f"postgresql://postgres@127.0.0.1:5432/{postgres_database}"
+        with psycopg.connect(db) as conn:
+            runs = conn.execute(
+                "SELECT f.name, r.state_type FROM flow_run r JOIN flow f ON f.id = r.flow_id"
+            ).fetchall()
+            assert ("recflow-daily-monitoring", "COMPLETED") in runs
+            deadline, events = time.monotonic() + 60, []
+            while time.monotonic() < deadline and not events:
+                events = conn.execute(
+                    "SELECT resource_id FROM events WHERE event = %s", (DRIFT_EVENT,)
+                ).fetchall()
+                time.sleep(2)
+            assert events == [("recflow.batch.2026-01-07",)]
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
