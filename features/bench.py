@@ -25,6 +25,8 @@ from recflow.settings import Settings
 BACKENDS: tuple[str, ...] = ("sqlite", "redis")
 CANDIDATES = 100
 WARMUP = 200
+SDK_LOOKUPS = 500
+"""Lookups of the plain-SDK comparison (tens of ms each; it is a reference, not the measured path)."""
 
 
 def run_feature_bench(settings: Settings, json_out: Path, lookups: int = 2000) -> dict:
@@ -34,7 +36,8 @@ def run_feature_bench(settings: Settings, json_out: Path, lookups: int = 2000) -
     otherwise) under `<home>/bench/features`, then, per backend, after `WARMUP` lookups, times
     `lookups` calls of `OnlineFeatures.user` and of `OnlineFeatures.user_and_items` with 100
     random candidates (the path serving uses: the user from Feast, the items from the cache
-    refreshed on materialization), and the same through two plain `get_online_features` calls.
+    refreshed on materialization), and, for reference, `SDK_LOOKUPS` of the same request through
+    two plain `get_online_features` calls.
 
     Returns:
         The figures per backend, in milliseconds.
@@ -61,7 +64,9 @@ def run_feature_bench(settings: Settings, json_out: Path, lookups: int = 2000) -
         "n_users": bench.data.n_users,
         "n_items": bench.data.n_items,
         "n_days": bench.data.n_days,
+        "sdk_lookups": min(lookups, SDK_LOOKUPS),
         "cpus": os.cpu_count(),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -104,7 +109,7 @@ def _measure(settings: Settings, rng: np.random.Generator, lookups: int) -> dict
 
     user = _timed(lambda i: online.user(user_ids[i]), lookups)
     both = _timed(lambda i: online.user_and_items(user_ids[i], candidates[i % len(candidates)]), lookups)
-    plain = _timed(naive, lookups)
+    plain = _timed(naive, min(lookups, SDK_LOOKUPS))
     if settings.features.online_store == "redis":
         open_store(settings).teardown()  # the shared Redis keeps no bench keys
     return {
@@ -133,7 +138,11 @@ def _timed(call: Callable[[int], object], lookups: int) -> tuple[float, float]:
 
 def print_table(results: dict) -> None:
     """Print the figures as a table (the one in docs/features.md)."""
-    table = Table(title=f"online features, ms over {results['meta']['lookups']} lookups after warm-up")
+    meta = results["meta"]
+    table = Table(
+        title=f"online features, ms over {meta['lookups']} lookups after warm-up "
+        f"(SDK x2: {meta['sdk_lookups']}); {meta['cpus']} CPUs, load {meta['load_average_1m_at_end']}"
+    )
     table.add_column("backend")
     for column in (
         "user p50",
