@@ -399,6 +399,7 @@ def run_scale_bench(
     keep: bool = False,
     docs: Path | None = None,
     warmup: bool = True,
+    resume: bool = False,
 ) -> dict:
     """Measure every stage at growing sizes; write the JSON to `json_out` and the curves beside it (.png).
 
@@ -413,6 +414,8 @@ def run_scale_bench(
         docs: a Markdown file whose block between `<!-- scale-bench:begin -->` and
             `<!-- scale-bench:end -->` is replaced by the tables, exponents and figure of this run.
         warmup: run size xs once first, untimed in the curves (imports, first Feast/GX/TF calls).
+        resume: reuse the sizes and catalogue points of `<json_out>.partial.json` (written after each
+            one) that have the same parameters; measure the rest.
 
     Returns:
         The results written to the JSON.
@@ -440,14 +443,27 @@ def run_scale_bench(
             "min_index_recall": settings.serving.min_index_recall,
         },
     }
-    if warmup:  # first calls pay imports, registry and context creation: keep them out of the curves
+    partial = json_out.with_suffix(".partial.json")
+    done = json.loads(partial.read_text()) if resume and partial.exists() else {}
+    done_sizes = {(r["size"], json.dumps(r["data"])): r for r in done.get("sizes", [])}
+    done_points = {(c["items"], c["rate_rps"], c["requests"]): c for c in done.get("catalogue", [])}
+    todo = [n for n in sizes if (n, json.dumps(SIZES[n])) not in done_sizes]
+    if warmup and todo:  # first calls pay imports, registry and context creation: keep them out of the curves
         console.print("[dim]warm-up run on size xs (reported under 'warmup', not in the curves)[/]")
         results["warmup"] = bench_size(settings, "xs", root / "warmup")
-    results["sizes"] = [bench_size(settings, name, root, keep=keep) for name in sizes]
-    results["catalogue"] = []
+    results["sizes"], results["catalogue"] = [], []
+    for name in sizes:
+        reused = done_sizes.get((name, json.dumps(SIZES[name])))
+        results["sizes"].append(reused or bench_size(settings, name, root, keep=keep))
+        _checkpoint(partial, results)
     for n in catalogues:
-        console.print(f"[bold]catalogue {n:,} items[/]: index build + {requests} queries at {rate:g}/s")
-        results["catalogue"].append(bench_catalogue(settings, n, rate, requests))
+        reused = done_points.get((n, rate, requests))
+        if reused is None:
+            console.print(f"[bold]catalogue {n:,} items[/]: index build + {requests} queries at {rate:g}/s")
+        results["catalogue"].append(reused or bench_catalogue(settings, n, rate, requests))
+        _checkpoint(partial, results)
+    if done:
+        results["resumed_from"] = {"file": str(partial), "started": done.get("started")}
     results["serving_http"] = _not_measured(
         "the HTTP path needs a packaged model per catalogue size; `recflow bench serving` measures "
         "POST /recommend on the packaged bento, the index alone is measured here in-process"
@@ -465,7 +481,14 @@ def run_scale_bench(
     if docs is not None:
         update_docs(docs, markdown_report(results, Path(os.path.relpath(png, docs.parent))))
         console.print(f"updated the generated block of {docs}")
+    partial.unlink(missing_ok=True)
     return results
+
+
+def _checkpoint(path: Path, results: dict) -> None:
+    """Write what is measured so far, so a run cut short can go on with `resume`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
 
 
 def _cpus() -> int:

@@ -157,6 +157,7 @@ def bench_scale(
         "10000,100000,1000000"
     ),
     docs: Annotated[Path | None, typer.Option(help="Markdown file whose generated block is rewritten")] = None,
+    resume: Annotated[bool, typer.Option(help="reuse what a cut-short run measured (<json>.partial.json)")] = False,
     home: HomeOpt = None,
 ) -> None:
     """Cost growth: every stage timed at growing users/items/events, serving p99 as the catalogue grows."""
@@ -169,6 +170,7 @@ def bench_scale(
         sizes=[s.strip() for s in sizes.split(",") if s.strip()],
         catalogues=[int(c) for c in catalogues.split(",") if c.strip()],
         docs=docs,
+        resume=resume,
     )
 
 
