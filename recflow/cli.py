@@ -156,8 +156,8 @@ def bench_scale(
     catalogues: Annotated[str, typer.Option(help="comma-separated catalogue sizes for the index")] = (
         "10000,100000,1000000"
     ),
-    docs: Annotated[Path | None, typer.Option(help="Markdown file whose generated block is rewritten")] = None,
-    resume: Annotated[bool, typer.Option(help="reuse what a cut-short run measured (<json>.partial.json)")] = False,
+    docs: Annotated[Path | None, typer.Option(help="Markdown file to write the results block into")] = None,
+    resume: Annotated[bool, typer.Option(help="reuse <json>.partial.json of a cut-short run")] = False,
     home: HomeOpt = None,
 ) -> None:
     """Cost growth: every stage timed at growing users/items/events, serving p99 as the catalogue grows."""
