@@ -127,7 +127,10 @@ class MonitoringSettings(BaseModel):
         description="thresholds for columns whose day-to-day noise is larger (few users or sessions per day)",
     )
     golden_tolerance: float = Field(
-        0.0, ge=0, description="relative drop on the golden set a challenger may show and still win"
+        0.3,
+        ge=0,
+        description="relative drop on the fixed golden set a challenger may show and still win (a golden set"
+        " taken before a regime change costs an adapted model some of its score; breaking it still blocks)",
     )
 
 
