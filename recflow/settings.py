@@ -73,13 +73,19 @@ class TrainSettings(BaseModel):
     """TFRS training: hyperparameters and hardware options."""
 
     embedding_dim: int = Field(64, gt=0)
-    epochs: int = Field(8, gt=0)
+    epochs: int = Field(3, gt=0, description="retrieval epochs (more overfit the id embeddings)")
     batch_size: int = Field(512, gt=0)
-    learning_rate: float = Field(0.05, gt=0)
-    ranking_epochs: int = Field(3, gt=0)
+    learning_rate: float = Field(0.01, gt=0, description="Adam learning rate of the retrieval model")
+    ranking_epochs: int = Field(2, gt=0)
     ranking_learning_rate: float = Field(0.01, gt=0)
-    temperature: float = Field(0.1, gt=0, description="softmax temperature of the retrieval task")
+    temperature: float = Field(1.0, gt=0, description="softmax temperature of the retrieval task")
     logq_correction: bool = Field(True, description="subtract log item frequency from in-batch logits")
+    max_examples: int | None = Field(
+        40_000,
+        gt=0,
+        description="newest training examples per model taken from Feast (its file offline store joins"
+        " in time roughly linear in rows); None: every example of the training window",
+    )
     mixed_precision: bool = False
     xla: bool = False
     distribute: Literal["auto", "default", "mirrored", "multiworker"] = Field(
@@ -105,6 +111,7 @@ class ServingSettings(BaseModel):
     min_index_recall: float = Field(0.95, gt=0, le=1, description="ANN recall@10 vs exact required at load")
     reload_interval_s: float = Field(2.0, gt=0, description="seconds between champion pointer checks")
     workers: int = Field(1, gt=0, description="BentoML API worker processes")
+    feature_refresh_s: float = Field(300.0, gt=0, description="seconds between item feature cache reloads")
 
 
 class MonitoringSettings(BaseModel):

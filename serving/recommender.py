@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,10 +16,11 @@ from recflow.settings import Settings
 from serving.index import ItemIndex, build_index
 from serving.purchases import Purchases
 from serving.schemas import RecommendResponse, ScoredItem, SimilarItemsResponse
+from serving.towers import FastTowers
 
 log = logging.getLogger(__name__)
 
-STAGES: tuple[str, ...] = ("user_features", "retrieve", "item_features", "rank", "total")
+STAGES: tuple[str, ...] = ("user_features", "retrieve", "rank", "total")
 Observer = Callable[[str, float], None]
 
 
@@ -39,6 +40,7 @@ class Recommender:
         tag: the BentoML model tag being served.
         metadata: what made the model (metrics, data window, hyperparameters, ...).
         index: the faiss index over `bundle.item_embeddings`.
+        towers: the bundle's towers behind concrete functions, item inputs of the catalogue cached.
         purchases: who bought what (shared across model versions), for the purchased-item filter.
         observe: called with (stage, seconds) after each stage of `recommend` (latency metrics).
     """
@@ -49,6 +51,7 @@ class Recommender:
     tag: str
     metadata: dict
     index: ItemIndex
+    towers: FastTowers | None = None
     purchases: Purchases = field(default_factory=Purchases)
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     observe: Observer | None = None
@@ -60,6 +63,9 @@ class Recommender:
         norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
         self.unit_embeddings = embeddings / np.maximum(norms, 1e-12)
         self.temperature = float(self.metadata.get("hyperparameters", {}).get("temperature", 1.0))
+        if self.towers is None:
+            self.towers = FastTowers(self.bundle, None)
+        self.categories = self._catalogue_categories()
 
     # ---- loading ---------------------------------------------------------------------------------
     @classmethod
@@ -82,7 +88,8 @@ class Recommender:
         sample_queries = _sample_queries(bundle)
         index = build_index(bundle.item_embeddings, settings.serving, sample_queries)
         metadata = {**bundle.metadata, **(metadata or {})}
-        return cls(bundle, features, settings, tag, metadata, index, purchases or Purchases())
+        towers = FastTowers(bundle, features.items(list(bundle.item_ids)) if features is not None else None)
+        return cls(bundle, features, settings, tag, metadata, index, towers, purchases or Purchases())
 
     @classmethod
     def from_model_store(
@@ -118,26 +125,21 @@ class Recommender:
         purchased = self.purchases.of(user_id) | set(user.get("purchased_items") or [])
 
         t = time.perf_counter()
-        query = self.bundle.query_embedding([user])
+        query = self.towers.query_embedding(user)
         rows, sims = self.index.search(query, self.settings.serving.candidates + len(purchased))
         keep = [j for j, r in enumerate(rows[0]) if r >= 0 and self.item_ids[r] not in purchased]
         keep = keep[: self.settings.serving.candidates]
-        candidates = [self.item_ids[rows[0][j]] for j in keep]
+        candidate_rows = rows[0][keep]
+        candidates = [self.item_ids[r] for r in candidate_rows]
         interest = _softmax(sims[0][keep] / self.temperature)
         self._mark("retrieve", t)
 
         t = time.perf_counter()
-        item_frame = self._items(candidates)
-        self._mark("item_features", t)
-
-        t = time.perf_counter()
-        intent = (
-            np.asarray(self.bundle.rank(user, item_frame), dtype=np.float32) if candidates else np.zeros(0)
-        )
+        intent = self.towers.rank(user, candidate_rows)  # item features: the online cache, see refresh_items
         scores = interest * intent  # P(user turns to the item next) x P(it goes into the cart | viewed)
         self._mark("rank", t)
 
-        categories = _column(item_frame, "category", len(candidates))
+        categories = [self.categories[r] for r in candidate_rows]
         order = np.argsort(-scores, kind="stable")
         chosen = self._apply_rules([(candidates[i], float(scores[i]), categories[i]) for i in order], k)
         items = [ScoredItem(item_id=i, score=s, reason=self._reason(i, recent)) for i, s, _ in chosen]
@@ -181,13 +183,19 @@ class Recommender:
             return None
         return self.features.user(user_id)
 
-    def _items(self, item_ids: Sequence[str]) -> pd.DataFrame:
-        if self.features is None or not item_ids:
-            return pd.DataFrame({"item_id": list(item_ids)})
-        frame = self.features.items(list(item_ids))
-        if "item_id" not in frame.columns:
-            frame = frame.assign(item_id=list(item_ids))
-        return frame.reset_index(drop=True)
+    def refresh_items(self) -> None:
+        """Reload the online item features (after a materialization) into the ranker's item inputs."""
+        if self.features is None:
+            return
+        self.features.refresh()
+        self.towers.set_items(self.features.items(list(self.item_ids)))
+        self.categories = self._catalogue_categories()
+
+    def _catalogue_categories(self) -> list[str | None]:
+        if self.features is None:
+            return [None] * len(self.item_ids)
+        frame = self.features.items(list(self.item_ids))
+        return _column(frame, "category", len(self.item_ids))
 
     def _apply_rules(
         self, ranked: list[tuple[str, float, str | None]], k: int

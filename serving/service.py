@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,11 +126,22 @@ class RecflowService:
         return True
 
     def _watch(self) -> None:
+        """Check the champion pointer often, reload the online item features now and then."""
+        refreshed = time.monotonic()
         while not self._stop.wait(self.settings.serving.reload_interval_s):
             try:
                 self.reload()
             except Exception:  # keep serving the old model; the next check tries again
                 log.exception("Loading the new champion failed; still serving %s", self._tag())
+            if (
+                self.current is not None
+                and time.monotonic() - refreshed > self.settings.serving.feature_refresh_s
+            ):
+                refreshed = time.monotonic()
+                try:
+                    self.current.refresh_items()
+                except Exception:
+                    log.exception("Refreshing the online item features failed; serving the cached ones")
 
     def _tag(self) -> str | None:
         return self.current.tag if self.current is not None else None

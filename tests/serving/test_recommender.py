@@ -106,3 +106,16 @@ def test_every_stage_is_timed(served, online, buyer):
     recommender.recommend(buyer, 3)
     assert set(seen) == set(STAGES) and all(v >= 0 for v in seen.values())
     assert seen["total"] >= seen["rank"]
+
+
+def test_fast_towers_score_like_the_bundle(recommender, online, buyer):
+    import numpy as np
+
+    bundle, towers = recommender.bundle, recommender.towers
+    user = {**online.user(buyer), "recent_items": list(online.user(buyer)["recent_items"]) + ["zz-unknown"]}
+    np.testing.assert_allclose(
+        towers.query_embedding(user), bundle.query_embedding([user]), rtol=1e-5, atol=1e-6
+    )
+    rows = np.array([5, 0, 17, 3])
+    items = online.items([str(recommender.item_ids[r]) for r in rows]).reset_index()
+    np.testing.assert_allclose(towers.rank(user, rows), bundle.rank(user, items), rtol=1e-5, atol=1e-6)
