@@ -16,13 +16,13 @@ class ModelConfig:
     """
 
     embedding_dim: int = 64
-    epochs: int = 8
+    epochs: int = 3
     batch_size: int = 512
-    learning_rate: float = 0.05
-    ranking_epochs: int = 3
+    learning_rate: float = 0.01
+    ranking_epochs: int = 2
     ranking_learning_rate: float = 0.01
     sequence_length: int = 20
-    temperature: float = 0.1
+    temperature: float = 1.0
     logq_correction: bool = True
     price_buckets: int = 10
     cross_layers: int = 1

@@ -40,10 +40,12 @@ class TrainingData:
     """What training and evaluation need, all from the validated store and Feast.
 
     Attributes:
-        retrieval: one row per (user, item, session) interaction of the training window, with the query
+        retrieval: one row per (user, item, session) interaction of the training window (the newest
+            `settings.train.max_examples`), with the query
             features (`region`, `age_band`, `recent_items`) and the candidate features (`category`,
             `brand`, `price`) as of just before it, and `item_probability` (for log-Q correction).
-        ranking: one row per (user, item, session) view of the training window with the `ranking_v1`
+        ranking: one row per (user, item, session) view of the training window (the newest
+            `settings.train.max_examples`) with the `ranking_v1`
             features and `label` (1 when the session carted or bought the item).
         catalogue: the items on sale at the end of the training window (item_id, category, brand, price).
         users: the users known at the end of the training window (user_id, region, age_band).
@@ -134,7 +136,7 @@ def build_training_data(settings: Settings, store: FeatureStore) -> TrainingData
     relevant = holdout_relevance(train, holdout)
 
     # One Feast call serves the retrieval examples and the evaluated users' queries at the split.
-    positives = first_interactions(train)
+    positives = _newest(first_interactions(train), settings.train.max_examples)
     eval_rows = pd.DataFrame(
         {
             "user_id": sorted(relevant),
@@ -152,7 +154,9 @@ def build_training_data(settings: Settings, store: FeatureStore) -> TrainingData
     frequency = positives["item_id"].astype(str).value_counts(normalize=True)
     retrieval["item_probability"] = retrieval["item_id"].astype(str).map(frequency).astype("float32")
 
-    ranking = _with_features(store, ranking_labels(train), RANKING_SERVICE)
+    ranking = _with_features(
+        store, _newest(ranking_labels(train), settings.train.max_examples), RANKING_SERVICE
+    )
     first_day = pd.to_datetime(train["timestamp"], utc=True).min().date()
     return TrainingData(
         retrieval=retrieval,
@@ -168,7 +172,12 @@ def build_training_data(settings: Settings, store: FeatureStore) -> TrainingData
 
 
 def build_vocabulary(data: TrainingData, config: ModelConfig) -> Vocabulary:
-    """Vocabularies, price buckets and numeric scaling, from the training window only."""
+    """Vocabularies, price buckets and numeric scaling, from the training window only.
+
+    The user vocabulary holds the users with a retrieval example; any other user (new, or only active
+    before the examples kept) shares the out-of-vocabulary vector and is described by the rest of
+    the query (recent items, region, age band).
+    """
     users = data.users
     prices = data.catalogue["price"].to_numpy(dtype=np.float64)
     quantiles = np.linspace(0, 1, config.price_buckets + 1)[1:-1]
@@ -176,7 +185,7 @@ def build_vocabulary(data: TrainingData, config: ModelConfig) -> Vocabulary:
     numeric = ranking_matrix(data.ranking, config.ranking_numeric)
     items = set(data.catalogue["item_id"].astype(str)) | set(data.train_events["item_id"].astype(str))
     return Vocabulary(
-        user_id=sorted(set(data.train_events["user_id"].astype(str))),
+        user_id=sorted(set(data.retrieval["user_id"].astype(str))),
         item_id=sorted(items),
         category=sorted(set(data.catalogue["category"].dropna().astype(str))),
         brand=sorted(set(data.catalogue["brand"].dropna().astype(str))),
@@ -251,6 +260,14 @@ def _with_features(store: FeatureStore, rows: pd.DataFrame, service: str) -> pd.
         )
     features = frame.drop(columns=[c for c in entity_df.columns if c != "_row"]).drop_duplicates("_row")
     return entity_df.merge(features, on="_row", how="left").drop(columns="_row")
+
+
+def _newest(examples: pd.DataFrame, limit: int | None) -> pd.DataFrame:
+    """The newest `limit` examples (all when `limit` is None); `examples` are in time order."""
+    if limit is None or len(examples) <= limit:
+        return examples
+    log.info("keeping the newest %d of %d examples (settings.train.max_examples)", limit, len(examples))
+    return examples.tail(limit).reset_index(drop=True)
 
 
 def _snapshot_at(settings: Settings, day: date) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -50,6 +50,17 @@ def configure_precision(train: TrainSettings) -> str:
     return policy
 
 
+def configure_xla(train: TrainSettings) -> bool:
+    """Turn XLA on or off for training, following `train.xla`.
+
+    The towers start with string lookups, which XLA cannot compile, so `jit_compile=True` on the
+    whole train step would fail; XLA auto-clustering compiles the numeric parts (embeddings, dense
+    layers, the softmax) and leaves the lookups to TensorFlow.
+    """
+    tf.config.optimizer.set_jit("autoclustering" if train.xla else False)
+    return train.xla
+
+
 def device_description() -> str:
     """A human-readable name of the devices TensorFlow trains on, e.g. 'GPU x1 (…)' or 'CPU'."""
     gpus = tf.config.list_physical_devices("GPU")

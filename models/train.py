@@ -27,7 +27,7 @@ from models.data import (
     retrieval_arrays,
 )
 from models.evaluate import compare, top_k_by_score
-from models.hardware import choose_strategy, configure_precision, device_description
+from models.hardware import choose_strategy, configure_precision, configure_xla, device_description
 from models.ranking import RankingModel, build_ranking_tower
 from models.retrieval import RetrievalModel, build_candidate_tower, build_query_tower
 from recflow.settings import Settings
@@ -65,6 +65,7 @@ def train_models(settings: Settings, store: FeatureStore, verbose: int = 2) -> T
     log.info("training on %s (GPUs visible: %s)", device, tf.config.list_physical_devices("GPU"))
     tf.keras.utils.set_random_seed(settings.seed)
     configure_precision(settings.train)
+    configure_xla(settings.train)
     strategy = choose_strategy(settings.train)
 
     data = build_training_data(settings, store)
@@ -101,7 +102,7 @@ def fit_retrieval(
         query_tower = build_query_tower(config, vocab)
         candidate_tower = build_candidate_tower(config, vocab)
         model = RetrievalModel(query_tower, candidate_tower, config)
-        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate), jit_compile=config.xla)
+        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     model.fit(dataset, epochs=config.epochs, verbose=verbose)
     return query_tower, candidate_tower
 
@@ -119,9 +120,7 @@ def fit_ranking(
     with strategy.scope():
         ranking_tower = build_ranking_tower(config, vocab)
         model = RankingModel(ranking_tower)
-        model.compile(
-            optimizer=tf.keras.optimizers.Adam(config.ranking_learning_rate), jit_compile=config.xla
-        )
+        model.compile(optimizer=tf.keras.optimizers.Adam(config.ranking_learning_rate))
     model.fit(dataset, epochs=config.ranking_epochs, verbose=verbose)
     return ranking_tower
 

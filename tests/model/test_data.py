@@ -82,7 +82,8 @@ def test_training_data_is_point_in_time_and_never_sees_the_holdout(model_world, 
 def test_vocabulary_comes_from_the_training_window(tiny_data):
     config = ModelConfig(ranking_numeric=tiny_data.ranking_numeric)
     vocab = build_vocabulary(tiny_data, config)
-    assert set(vocab.user_id) == set(tiny_data.train_events["user_id"].astype(str))
+    assert set(vocab.user_id) == set(tiny_data.retrieval["user_id"].astype(str))
+    assert set(vocab.user_id) <= set(tiny_data.train_events["user_id"].astype(str))
     assert vocab.price_boundaries == sorted(vocab.price_boundaries)
     assert len(vocab.numeric_mean) == len(config.ranking_numeric) > 5
     assert "views_7d" in config.ranking_numeric and "item_conversion_7d" in config.ranking_numeric

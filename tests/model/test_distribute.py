@@ -1,0 +1,57 @@
+"""Strategy choice, and MirroredStrategy over two logical CPUs matching the default strategy."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from models.hardware import choose_strategy, configure_precision
+from recflow.settings import TrainSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_auto_strategy_is_default_on_one_device_and_multiworker_needs_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert choose_strategy(TrainSettings(distribute="auto")).num_replicas_in_sync == 1
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        choose_strategy(TrainSettings(distribute="multiworker"))
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        choose_strategy(TrainSettings(distribute="auto"))
+
+
+def test_mixed_precision_policy_is_set_and_reset():
+    try:
+        assert configure_precision(TrainSettings(mixed_precision=True)) == "mixed_float16"
+        assert tf.keras.mixed_precision.global_policy().name == "mixed_float16"
+    finally:
+        assert configure_precision(TrainSettings()) == "float32"
+
+
+def test_mirrored_over_two_logical_cpus_matches_the_default_strategy(tiny_data, tmp_path):
+    path = tmp_path / "data.pkl"
+    path.write_bytes(pickle.dumps(tiny_data))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tests/model/mirrored_worker.py"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=ROOT,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    out = json.loads(lines[-1][len("RESULT ") :])
+    assert out["logical_cpus"] == 2
+    assert out["default"]["replicas"] == 1 and out["mirrored"]["replicas"] == 2
+    for metric in ("recall@10", "ndcg@10"):
+        assert out["mirrored"][metric] == pytest.approx(out["default"][metric], abs=0.05), out
