@@ -124,3 +124,23 @@ def test_dask_engine_equals_pandas(tiny_settings, tiny_batches):
             expected[name].sort_values(sort).reset_index(drop=True).astype({key: str}),
             check_dtype=False,
         )
+
+
+def test_features_read_only_the_validated_store(tiny_settings, tiny_batches):
+    """Rows that are in the raw batches but not in the validated store never reach a feature table."""
+    from features.compute import compute_features
+    from recflow.data.batches import list_batches, read_events
+
+    first = list_batches(tiny_settings.validated_dir)[0]
+    events = first.read("events")
+    dropped = events["user_id"].iloc[0]
+    events[events["user_id"] != dropped].to_parquet(first.table("events"), index=False)  # as if quarantined
+    tables = compute_features(tiny_settings)
+    raw = read_events(tiny_settings.raw_dir)
+    raw_rows = raw[(raw["user_id"] == dropped) & (raw["timestamp"] < events["timestamp"].max())]
+    sequence = pd.read_parquet(tables.path("user_sequence"))
+    mine = sequence[sequence["user_id"] == dropped]
+    assert len(raw_rows) > 0
+    assert mine.empty or mine["event_timestamp"].min() > events["timestamp"].max()
+    expected = read_events(tiny_settings.validated_dir)
+    assert tables.rows["user_sequence"] == len(expected.drop_duplicates(["user_id", "timestamp"]))
