@@ -45,7 +45,10 @@ class Champion:
 
 @dataclass
 class DayRecord:
-    """One line of the simulation's JSON (keys as the issue names them)."""
+    """One line of the simulation's JSON (keys as the issue names them).
+
+    `serving_model` is the model serving at the end of the day (the challenger on a promotion day).
+    """
 
     day: str
     drift_share: float | None

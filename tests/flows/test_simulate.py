@@ -52,8 +52,9 @@ def test_a_short_replay_through_the_real_loop(tiny_settings):
     assert [d["day"] for d in days] == ["2026-01-04", "2026-01-05", "2026-01-06", "2026-01-07"]
     keys = {"day", "drift_share", "drift_detected", "retrained", "promoted", "serving_model"}
     assert keys | {"champion_hr@10", "challenger_hr@10"} <= set(days[0])
+    # serving_model is the model serving at the end of the day: it changes only on promotion days
     for before, after in zip(days, days[1:], strict=False):
-        if not before["promoted"]:
+        if not after["promoted"]:
             assert after["serving_model"] == before["serving_model"]
     for d in days:
         assert (d["challenger_hr@10"] is not None) == d["retrained"]
