@@ -60,7 +60,7 @@ class OnlineFeatures:
             self._read_items(list(ids[i : i + REFRESH_CHUNK])) for i in range(0, len(ids), REFRESH_CHUNK)
         ]
         frame = pd.concat(frames) if frames else self._items.iloc[:0]
-        frame = frame[frame[self.item_columns[:-1]].notna().any(axis=1)]
+        frame = frame[frame[self.item_columns[:-1]].notna().any(axis=1)].copy()
         frame["price_bucket"] = price_bucket(frame["price"]).astype("Int64").where(frame["price"].notna())
         self._items = frame[self.item_columns]
         self._row = {item_id: i for i, item_id in enumerate(self._items.index)}
@@ -83,12 +83,12 @@ class OnlineFeatures:
         Unknown ids get a row of missing values, so rows stay aligned with the request; an empty
         request gives an empty frame.
         """
-        rows = np.fromiter((self._row.get(str(i), -1) for i in item_ids), dtype=np.int64, count=len(item_ids))
-        frame = self._items.iloc[np.where(rows >= 0, rows, 0)] if len(self._items) else self._empty(len(rows))
-        if (rows < 0).any():
-            frame = frame.copy()
-            frame.iloc[np.flatnonzero(rows < 0)] = None
-        frame.index = pd.Index([str(i) for i in item_ids], name="item_id")
+        ids = [str(i) for i in item_ids]
+        rows = np.fromiter((self._row.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+        if len(rows) and (rows < 0).any():
+            return self._items.reindex(pd.Index(ids, name="item_id"))  # unknown ids: missing values
+        frame = self._items.iloc[rows]
+        frame.index = pd.Index(ids, name="item_id")
         return frame
 
     def user_and_items(self, user_id: str, item_ids: Sequence[str]) -> tuple[dict | None, pd.DataFrame]:
@@ -105,9 +105,6 @@ class OnlineFeatures:
             features=self.item_refs, entity_rows=[{"item_id": i} for i in item_ids]
         ).to_df()
         return values.set_index("item_id")
-
-    def _empty(self, n: int) -> pd.DataFrame:
-        return pd.DataFrame(index=range(n), columns=self.item_columns, dtype=object)
 
 
 def push_user_events(
