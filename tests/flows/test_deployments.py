@@ -116,3 +116,22 @@ def test_daily_flow_on_a_postgres_backed_server_emits_the_drift_event(tmp_path, 
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_retrain_promotes_the_first_model_and_gates_the_next(tiny_settings, tiny_batches):
+    from flows.deployments import retrain
+    from serving.package import champion_tag, model_info
+
+    home = str(tiny_settings.home)
+    first = retrain(profile="tiny", home=home, reason="test")
+    assert first["promoted"] and champion_tag(tiny_settings) == first["tag"]
+
+    second = retrain(profile="tiny", home=home, reason="drift")
+    gate = model_info(tiny_settings, second["tag"])[1]["gate"]
+    # both evaluations are recorded in the challenger's metadata, whatever the decision
+    assert gate["champion_holdout"] is not None and gate["challenger_holdout"] is not None
+    assert gate["champion_golden"] is not None and gate["challenger_golden"] is not None
+    assert second["promoted"] == gate["promote"]
+    assert champion_tag(tiny_settings) == (second["tag"] if second["promoted"] else first["tag"])
