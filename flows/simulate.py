@@ -8,8 +8,8 @@ from `--drift-day`, trains the first champion on the first `window` days, then f
    measures its hit rate on what they did that day (the feedback);
 3. checks drift of the day against the champion's training window (Evidently, calibrated);
    snapshots go to the Evidently workspace;
-4. on drift (outside the cool-down after a promotion) retrains a challenger on the newest `window`
-   days before today, then gates it against the champion on today (the latest holdout) and on the
+4. on drift (outside the cool-down after a promotion), or when the weekly schedule is due, retrains a
+   challenger on the newest `window` days before today, then gates it against the champion on today (the latest holdout) and on the
    fixed golden day; the challenger is stored either way, promoted only if it wins.
 
 At the end a model trained from scratch on the shifted days only is compared with the final champion
@@ -59,6 +59,7 @@ class DayRecord:
     champion_hr: float | None
     challenger_hr: float | None
     gate_reason: str | None = None
+    retrain_reason: str | None = None
 
     def to_dict(self, k: int) -> dict:
         d = asdict(self)
@@ -191,7 +192,12 @@ def _load(path: Path):
 
 @flow(name="recflow-simulate", log_prints=True)
 def simulate_flow(
-    settings: Settings, days: int = 30, drift_day: int = 15, window: int = 7, cooldown: int = 2
+    settings: Settings,
+    days: int = 30,
+    drift_day: int = 15,
+    window: int = 7,
+    cooldown: int = 2,
+    retrain_every: int | None = None,
 ) -> dict:
     """Replay `days` synthetic days with drift from `drift_day` through the closed loop.
 
@@ -202,6 +208,12 @@ def simulate_flow(
         window: days a model trains on (the newest before the retraining day).
         cooldown: days after a promotion during which drift does not retrain again (the drift
             reference is the new champion's window, which still holds pre-drift days).
+        retrain_every: days between scheduled retrains (the weekly deployment), counted from the
+            last training; None (default) replays the drift-driven loop alone.
+
+    A drift episode also schedules one follow-up retrain `window` days after its first alarm, when
+    the training window holds only post-drift days: the alarm itself fades as soon as the
+    champion's reference window holds enough post-drift days, before the model has fully caught up.
 
     Returns:
         `{"drift_day", "days": [...], "final": {...}}` (see `DayRecord`).
@@ -232,7 +244,7 @@ def simulate_flow(
     champion = Champion(tag, trained.bundle_path, first[:-1], _load(trained.bundle_path))
     golden_day = first[-1]  # never trained on by the first champion; fixed for the whole simulation
     golden = {champion.tag: day_quality(champion.bundle, sim, golden_day, champion.window).to_dict()}
-    last_promotion = None
+    last_promotion, last_training, follow_up = None, first[-1], None
     records: list[DayRecord] = []
 
     for index, batch in enumerate(batches[window:], start=window):
@@ -252,7 +264,20 @@ def simulate_flow(
             str(day), drift.share, drift.detected, False, False, champion.tag, champion_hr, None
         )
         cooling = last_promotion is not None and (day - last_promotion).days <= cooldown
-        if drift.detected and not cooling:
+        if drift.detected and follow_up is None:
+            follow_up = day + timedelta(days=window)
+        scheduled = retrain_every is not None and (day - last_training).days >= retrain_every
+        reason = (
+            "drift"
+            if drift.detected and not cooling
+            else "post-drift follow-up"
+            if day == follow_up
+            else "schedule"
+            if scheduled
+            else None
+        )
+        if reason is not None:
+            last_training, record.retrain_reason = day, reason
             train_window = [d for d in _days(sim) if day - timedelta(days=window) <= d <= day]
             challenger = train_on_window(sim, train_window, f"day{index:03d}")
             bundle = _load(challenger.bundle_path)
@@ -270,13 +295,15 @@ def simulate_flow(
             new_tag = save_to_model_store(sim, challenger.bundle_path, {"gate": decision.to_dict()})
             record.retrained, record.challenger_hr = True, challenger_quality.to_dict()[metric]
             record.gate_reason = decision.reason
-            print(f"{day}: drift {drift.share:.2f} -> challenger {new_tag}: {decision.reason}")
+            print(f"{day}: {record.retrain_reason} retrain -> challenger {new_tag}: {decision.reason}")
             if decision.promote:
                 promote(sim, new_tag)
                 champion = Champion(new_tag, challenger.bundle_path, train_window[:-1], bundle)
                 golden[new_tag] = golden_challenger
                 last_promotion = day
                 record.promoted, record.serving_model = True, new_tag
+        if day == follow_up:
+            follow_up = None  # done; a later alarm starts a new episode
         records.append(record)
 
     final = _final_comparison(sim, champion, drift_day)
