@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 import tensorflow as tf
 
 from recflow.settings import TrainSettings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def choose_strategy(train: TrainSettings) -> tf.distribute.Strategy:
@@ -48,6 +51,21 @@ def configure_precision(train: TrainSettings) -> str:
     policy = "mixed_float16" if train.mixed_precision else "float32"
     tf.keras.mixed_precision.set_global_policy(policy)
     return policy
+
+
+def in_float32(make: Callable[[], T]) -> T:
+    """Run `make` (build or call a layer) under the float32 policy whatever the global one is.
+
+    TFRS tasks and the helper layers they create while running take two float inputs (query and
+    candidate embeddings, labels and scores); under `mixed_float16` Keras would cast only the first
+    to float16 and the loss would mix dtypes. The towers' outputs are float32 already.
+    """
+    policy = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy("float32")
+    try:
+        return make()
+    finally:
+        tf.keras.mixed_precision.set_global_policy(policy)
 
 
 def configure_xla(train: TrainSettings) -> bool:

@@ -7,6 +7,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from models.config import ModelConfig, Vocabulary
+from models.hardware import in_float32
 
 RANKING_CATEGORICAL: tuple[str, ...] = ("region", "age_band", "item_id", "category", "brand")
 
@@ -80,11 +81,14 @@ class RankingModel(tfrs.Model):
     def __init__(self, ranking_tower: tf.keras.Model):
         super().__init__()
         self.ranking_tower = ranking_tower
-        self.task = tfrs.tasks.Ranking(
-            loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
-            metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")],
+        self.task = in_float32(
+            lambda: tfrs.tasks.Ranking(
+                loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+                metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")],
+            )
         )
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         inputs = {k: features[k] for k in (*RANKING_CATEGORICAL, "numeric")}
-        return self.task(labels=features["label"], predictions=self.ranking_tower(inputs))
+        predictions = self.ranking_tower(inputs)
+        return in_float32(lambda: self.task(labels=features["label"], predictions=predictions))

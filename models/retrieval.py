@@ -6,6 +6,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from models.config import ModelConfig, Vocabulary
+from models.hardware import in_float32
 
 QUERY_FEATURES: tuple[str, ...] = ("user_id", "recent_items", "region", "age_band")
 CANDIDATE_FEATURES: tuple[str, ...] = ("item_id", "category", "brand", "price")
@@ -105,16 +106,20 @@ class RetrievalModel(tfrs.Model):
         self.query_tower = query_tower
         self.candidate_tower = candidate_tower
         self.logq_correction = config.logq_correction
-        self.task = tfrs.tasks.Retrieval(temperature=config.temperature, remove_accidental_hits=True)
+        self.task = in_float32(
+            lambda: tfrs.tasks.Retrieval(temperature=config.temperature, remove_accidental_hits=True)
+        )
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         query = self.query_tower({k: features[k] for k in QUERY_FEATURES})
         candidate = self.candidate_tower({k: features[k] for k in CANDIDATE_FEATURES})
         probability = features["item_probability"] if self.logq_correction else None
-        return self.task(
-            query,
-            candidate,
-            candidate_sampling_probability=probability,
-            candidate_ids=features["item_id"],
-            compute_metrics=False,
+        return in_float32(  # the task builds its helper layers while it runs
+            lambda: self.task(
+                query,
+                candidate,
+                candidate_sampling_probability=probability,
+                candidate_ids=features["item_id"],
+                compute_metrics=False,
+            )
         )

@@ -64,8 +64,6 @@ def train_models(settings: Settings, store: FeatureStore, verbose: int = 2) -> T
     device = device_description()
     log.info("training on %s (GPUs visible: %s)", device, tf.config.list_physical_devices("GPU"))
     tf.keras.utils.set_random_seed(settings.seed)
-    configure_precision(settings.train)
-    configure_xla(settings.train)
     strategy = choose_strategy(settings.train)
 
     data = build_training_data(settings, store)
@@ -74,8 +72,14 @@ def train_models(settings: Settings, store: FeatureStore, verbose: int = 2) -> T
     vocab = build_vocabulary(data, config)
     log.info("%d retrieval and %d ranking examples", len(data.retrieval), len(data.ranking))
 
-    query_tower, candidate_tower = fit_retrieval(data, config, vocab, strategy, verbose)
-    ranking_tower = fit_ranking(data, config, vocab, strategy, verbose)
+    configure_precision(settings.train)
+    configure_xla(settings.train)
+    try:
+        query_tower, candidate_tower = fit_retrieval(data, config, vocab, strategy, verbose)
+        ranking_tower = fit_ranking(data, config, vocab, strategy, verbose)
+    finally:  # inference (and whoever runs next in this process) uses float32, no auto-jit
+        tf.keras.mixed_precision.set_global_policy("float32")
+        tf.config.optimizer.set_jit(False)
 
     bundle = make_bundle(data, config, vocab, query_tower, candidate_tower, ranking_tower, device)
     metrics = evaluate_bundle(bundle, data, config.k)

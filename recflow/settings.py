@@ -81,7 +81,7 @@ class TrainSettings(BaseModel):
     temperature: float = Field(1.0, gt=0, description="softmax temperature of the retrieval task")
     logq_correction: bool = Field(True, description="subtract log item frequency from in-batch logits")
     max_examples: int | None = Field(
-        40_000,
+        20_000,
         gt=0,
         description="newest training examples per model taken from Feast (its file offline store joins"
         " in time roughly linear in rows); None: every example of the training window",
@@ -112,6 +112,7 @@ class ServingSettings(BaseModel):
     reload_interval_s: float = Field(2.0, gt=0, description="seconds between champion pointer checks")
     workers: int = Field(1, gt=0, description="BentoML API worker processes")
     feature_refresh_s: float = Field(300.0, gt=0, description="seconds between item feature cache reloads")
+    access_log: bool = Field(True, description="BentoML access log line per request")
 
 
 class MonitoringSettings(BaseModel):
