@@ -59,12 +59,18 @@ def _peak_rss_gib() -> float:
 
 
 def size_settings(settings: Settings, name: str, root: Path) -> Settings:
-    """`settings` with the data shape of size `name` and its own home (and Feast project) under `root`."""
+    """`settings` with the data shape of size `name` and its own home (and Feast project) under `root`.
+
+    `train.max_examples` is lifted: training data and epochs are measured on every example.
+    """
     if name not in SIZES:
         raise ValueError(f"Unknown size {name!r}: expected one of {sorted(SIZES)}")
     data = settings.data.model_copy(update=SIZES[name])
     features = settings.features.model_copy(update={"project": f"recflow_scale_{name}"})
-    return settings.model_copy(update={"home": root / name, "data": data, "features": features})
+    # every example of the training window: the cost of all the data is what is measured here
+    train = settings.train.model_copy(update={"max_examples": None})
+    update = {"home": root / name, "data": data, "features": features, "train": train}
+    return settings.model_copy(update=update)
 
 
 # ---------------------------------------------------------------- stages of one size
@@ -475,6 +481,7 @@ def run_scale_bench(
             "feature_engine": settings.features.engine,
             "embedding_dim": settings.train.embedding_dim,
             "batch_size": settings.train.batch_size,
+            "max_examples": None,
             "nprobe": settings.serving.nprobe,
             "min_index_recall": settings.serving.min_index_recall,
         },
