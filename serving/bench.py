@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -18,6 +19,8 @@ P99_TARGET_MS = 50.0
 WARMUP_S = 3.0
 STEP_S = 10.0
 STEP_RATES = (150.0, 200.0, 250.0, 300.0, 400.0, 500.0, 600.0, 800.0)
+DOC = Path(__file__).resolve().parents[1] / "docs" / "serving.md"
+DOC_START, DOC_END = "<!-- bench:serving:start -->", "<!-- bench:serving:end -->"
 UNKNOWN_SHARE = 0.05  # share of requests for users the shop has never seen (cold start)
 
 
@@ -36,6 +39,8 @@ def run_serving_bench(
     """
     from serving.server import running_server
 
+    settings = settings.model_copy(deep=True)
+    settings.serving.access_log = False  # a log line per request measures the logger, not the service
     tag = ensure_champion(settings)
     users = request_users(settings)
     in_process = in_process_latency(settings, tag, users[:300])
@@ -45,6 +50,7 @@ def run_serving_bench(
         else {}
     )
 
+    load_before = os.getloadavg()[0]
     with running_server(settings) as url:
         asyncio.run(open_loop(url, users, rate, WARMUP_S, headers))
         steady = asyncio.run(open_loop(url, users, rate, duration, headers))
@@ -63,12 +69,16 @@ def run_serving_bench(
         "model": tag,
         "n_items": len(_bundle_items(settings, tag)),
         "steps": steps,
+        "workers": settings.serving.workers,
+        "cpu_count": os.cpu_count(),
+        "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "command": f"recflow bench serving --json {json_out} --rate {rate:g} --duration {duration:g}",
     }
     json_out = Path(json_out)
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(result, indent=2))
     print_table(result)
+    write_doc_figures(result, DOC)
     return result
 
 
@@ -218,5 +228,38 @@ def print_table(result: dict) -> None:
     console.print(table)
     console.print(
         f"max_rps meeting p99 <= {result['p99_target_ms']:g} ms with zero errors: {result['max_rps']:g}; "
-        f"in-process p50 {result['in_process_p50_ms']:.2f} ms vs HTTP p50 {result['p50_ms']:.2f} ms"
+        f"in-process p50 {result['in_process_p50_ms']:.2f} ms vs HTTP p50 {result['p50_ms']:.2f} ms; "
+        f"{result['workers']} worker(s), {result['cpu_count']} CPUs, load average before/after "
+        f"{result['load_avg_1m'][0]:g}/{result['load_avg_1m'][1]:g}"
     )
+
+
+def write_doc_figures(result: dict, doc: Path) -> None:
+    """Replace the figures between the bench markers of `doc` with this run's (the doc is never hand-typed)."""
+    if not doc.exists() or DOC_START not in (text := doc.read_text()):
+        return
+    rows = [
+        "| rate req/s | seconds | requests | errors | achieved req/s | p50 ms | p95 ms | p99 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in [result, *result["steps"]]:
+        rows.append(
+            f"| {r['rate_rps']:g} | {r['duration_s']:g} | {r['requests']} | {r['errors']} | {r['achieved_rps']:g} "
+            f"| {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} |"
+        )
+    body = "\n".join(
+        [
+            DOC_START,
+            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `{result['command']}`",
+            f"(model `{result['model']}`, {result['n_items']} items, {result['workers']} worker(s), "
+            f"{result['cpu_count']} CPUs, load average before/after {result['load_avg_1m']}):",
+            "",
+            *rows,
+            "",
+            f"`max_rps` (p99 <= {result['p99_target_ms']:g} ms, zero errors): **{result['max_rps']:g}**; "
+            f"`in_process_p50_ms`: **{result['in_process_p50_ms']}** (same pipeline, no HTTP).",
+            DOC_END,
+        ]
+    )
+    start, end = text.index(DOC_START), text.index(DOC_END) + len(DOC_END)
+    doc.write_text(text[:start] + body + text[end:])

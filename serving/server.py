@@ -48,6 +48,11 @@ def server_env(settings: Settings) -> dict[str, str]:
             "BENTOML_DO_NOT_TRACK": "True",
             "TF_USE_LEGACY_KERAS": "1",
             "TF_CPP_MIN_LOG_LEVEL": "2",
+            "RECFLOW_SERVING__WORKERS": str(settings.serving.workers),
+            "RECFLOW_SERVING__ACCESS_LOG": str(settings.serving.access_log).lower(),
+            # one request's graphs are tiny: thread hand-offs inside TF cost more than they save
+            "TF_NUM_INTRAOP_THREADS": env.get("TF_NUM_INTRAOP_THREADS", "1"),
+            "TF_NUM_INTEROP_THREADS": env.get("TF_NUM_INTEROP_THREADS", "1"),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
         }
     )
@@ -68,8 +73,6 @@ def serve_command(settings: Settings, port: int | None = None) -> list[str]:
         str(port or settings.serving.port),
         "--working-dir",
         str(REPO_ROOT),
-        "--api-workers",
-        str(settings.serving.workers),
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -10,6 +11,11 @@ import pytest
 from serving.package import promote, save_to_model_store
 from serving.schemas import Event
 from serving.server import SETTINGS_ENV, settings_to_env
+
+
+def recommend(svc, **request):
+    """Call the async `/recommend` method of a service instance, as BentoML's event loop would."""
+    return asyncio.run(svc.recommend(**request))
 
 
 @pytest.fixture
@@ -25,7 +31,7 @@ def service(private_settings, monkeypatch):
 
 
 def test_recommend_and_metadata_in_process(service, served):
-    response = service.recommend(user_id="nobody", k=4)
+    response = recommend(service, user_id="nobody", k=4)
     assert response.model == served.tag and response.fallback is True and len(response.items) == 4
     meta = service.metadata()
     assert meta.model == meta.champion == served.tag
@@ -42,12 +48,12 @@ def test_events_change_the_next_recommendation_and_are_logged(service):
     category = items["category"].value_counts().index[0]
     viewed = [str(i) for i in items[items["category"] == category].index[:4]]
     user = "live-shopper"
-    before = service.recommend(user_id=user, k=5)
+    before = recommend(service, user_id=user, k=5)
     assert before.fallback is True  # never seen: popular items
 
     answer = service.events(events=[Event(user_id=user, item_id=i, event_type="view") for i in viewed])
     assert answer.accepted == answer.pushed == 4
-    after = service.recommend(user_id=user, k=5)
+    after = recommend(service, user_id=user, k=5)
     assert after.fallback is False
     assert [i.item_id for i in after.items] != [i.item_id for i in before.items]
     assert all(i.reason.removeprefix("similar to ").split(",")[0] in viewed for i in after.items)
@@ -58,11 +64,11 @@ def test_events_change_the_next_recommendation_and_are_logged(service):
 
 def test_a_purchase_posted_to_events_is_filtered_at_once(service, served):
     user = "buyer-now"
-    first = service.recommend(user_id=user, k=3)
+    first = recommend(service, user_id=user, k=3)
     service.events(events=[Event(user_id=user, item_id=first.items[0].item_id, event_type="view")])
-    top = service.recommend(user_id=user, k=3).items[0].item_id
+    top = recommend(service, user_id=user, k=3).items[0].item_id
     service.events(events=[Event(user_id=user, item_id=top, event_type="purchase")])
-    assert top not in [i.item_id for i in service.recommend(user_id=user, k=50).items]
+    assert top not in [i.item_id for i in recommend(service, user_id=user, k=50).items]
 
 
 def test_model_switch_under_load_fails_no_request(service, served):
@@ -73,7 +79,7 @@ def test_model_switch_under_load_fails_no_request(service, served):
     def hammer(user: str) -> None:
         while not stop.is_set():
             try:
-                seen.add(service.recommend(user_id=user, k=5).model)
+                seen.add(recommend(service, user_id=user, k=5).model)
             except Exception as e:  # any failure counts
                 failures.append(repr(e))
 
@@ -106,6 +112,6 @@ def test_without_a_champion_the_service_is_live_but_not_ready(private_settings, 
     try:
         assert not svc.__is_ready__()
         with pytest.raises(bentoml.exceptions.ServiceUnavailable, match="No promoted model"):
-            svc.recommend(user_id="u000001", k=3)
+            recommend(svc, user_id="u000001", k=3)
     finally:
         svc.shutdown()
