@@ -43,6 +43,21 @@ format: install ## format the code with ruff
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
+BEAUTY ?= ../shared/datasets/amazon-beauty
+
+bench-quality: install ## leave-one-out quality benchmark on Amazon Beauty (BEAUTY=path) -> docs/
+	$(RUN) recflow bench quality --dataset $(BEAUTY) --json docs/benchmarks.json
+
+bench-features: install ## online feature latency, SQLite and Redis -> docs/features_bench.json
+	@bash .ci/services
+	$(RUN) recflow bench features --json docs/features_bench.json
+
+bench-serving: install ## open-loop load test of POST /recommend -> docs/serving_bench.json
+	$(RUN) recflow bench serving --json docs/serving_bench.json
+
+bench-scale: install ## cost growth with data size -> docs/scaling/
+	$(RUN) recflow bench scale --json docs/scaling/scale.json
+
 up: install ## Prefect server + UI, deployments, BentoML service and Evidently UI on localhost
 	$(RUN) recflow up
 
