@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from rich.console import Console
 from rich.table import Table
 
@@ -71,7 +72,7 @@ def validate(settings: Settings, batches: list[Batch]) -> tuple[list, Path]:
     return outcomes, validator.build_docs()
 
 
-@task(name="build features")
+@task(name="build features", cache_policy=NO_CACHE)
 def build_features(settings: Settings):
     """Feast: compute feature tables from validated data, apply the repo, materialize to the online store."""
     from features.store import materialize, prepare_feature_store
@@ -81,7 +82,7 @@ def build_features(settings: Settings):
     return store
 
 
-@task(name="train models")
+@task(name="train models", cache_policy=NO_CACHE)  # the Feast store is no cache key
 def train(settings: Settings, store):
     """TFRS two-tower retrieval + ranking, evaluated against popularity on the time holdout."""
     from models.train import train_models
