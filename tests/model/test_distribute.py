@@ -55,3 +55,46 @@ def test_mirrored_over_two_logical_cpus_matches_the_default_strategy(tiny_data, 
     assert out["default"]["replicas"] == 1 and out["mirrored"]["replicas"] == 2
     for metric in ("recall@10", "ndcg@10"):
         assert out["mirrored"][metric] == pytest.approx(out["default"][metric], abs=0.05), out
+
+
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multiworker_mirrored_with_two_local_workers_trains_the_same_model(tiny_data, tmp_path):
+    path = tmp_path / "data.pkl"
+    path.write_bytes(pickle.dumps(tiny_data))
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CONFIG": json.dumps(tf_config)}
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(ROOT / "tests/model/multiworker_worker.py"), str(path)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                cwd=ROOT,
+            )
+        )
+    results = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=400)
+        lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+        assert proc.returncode == 0 and lines, stderr[-3000:]
+        results.append(json.loads(lines[-1][len("RESULT ") :]))
+    for out in results:
+        assert out["multiworker"] and out["replicas"] == 2
+    assert results[0]["recall@10"] == pytest.approx(results[1]["recall@10"], abs=1e-6)
+    assert results[0]["ndcg@10"] == pytest.approx(results[1]["ndcg@10"], abs=1e-6)
