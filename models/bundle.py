@@ -56,6 +56,7 @@ class ModelBundle:
     item_embeddings: np.ndarray
     popular: dict[str, Any]
     _known_items: frozenset[str] = field(init=False, repr=False)
+    _config: ModelConfig = field(init=False, repr=False)
     _query_fn: Any = field(init=False, repr=False)
     _rank_fn: Any = field(init=False, repr=False)
 
@@ -70,6 +71,7 @@ class ModelBundle:
         self.item_ids = np.asarray(self.item_ids, dtype=str)
         self.item_embeddings = np.asarray(self.item_embeddings, dtype=np.float32)
         self._known_items = frozenset(self.vocab.item_id)
+        self._config = ModelConfig.from_dict(self.metadata["hyperparameters"])
         n = self.config.sequence_length
         self._query_fn = tf.function(
             lambda x: self.query_tower(x, training=False),
@@ -91,7 +93,7 @@ class ModelBundle:
     @property
     def config(self) -> ModelConfig:
         """The hyperparameters the towers were built with."""
-        return ModelConfig.from_dict(self.metadata["hyperparameters"])
+        return self._config
 
     @property
     def version(self) -> str:
