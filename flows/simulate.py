@@ -4,8 +4,9 @@
 from `--drift-day`, trains the first champion on the first `window` days, then for every later day:
 
 1. validates the day's batch (Great Expectations) into the validated store;
-2. serves the champion's top-K to the day's active users (from their history before the day) and
-   measures its hit rate on what they did that day (the feedback);
+2. serves the champion's top-K to the day's active users (from their history before the day),
+   measures its hit rate on what they did that day (the feedback) and the drift of its served
+   scores against the scores it served on its own holdout day (prediction drift);
 3. checks drift of the day against the champion's training window (Evidently, calibrated);
    snapshots go to the Evidently workspace;
 4. on drift (outside the cool-down after a promotion), or when the weekly schedule is due, retrains a
@@ -60,6 +61,8 @@ class DayRecord:
     challenger_hr: float | None
     gate_reason: str | None = None
     retrain_reason: str | None = None
+    prediction_drift: float | None = None
+    prediction_drift_detected: bool | None = None
 
     def to_dict(self, k: int) -> dict:
         d = asdict(self)
@@ -220,6 +223,7 @@ def simulate_flow(
     """
     from features.validation import Validator
     from monitoring.gate import decide_promotion
+    from monitoring.quality import prediction_drift
     from monitoring.workspace import log_batch
     from serving.package import promote, save_to_model_store
 
@@ -244,6 +248,7 @@ def simulate_flow(
     champion = Champion(tag, trained.bundle_path, first[:-1], _load(trained.bundle_path))
     golden_day = first[-1]  # never trained on by the first champion; fixed for the whole simulation
     golden = {champion.tag: day_quality(champion.bundle, sim, golden_day, champion.window).to_dict()}
+    score_reference = serve_day(champion.bundle, sim, golden_day, k)["score"]  # the champion's own scores
     last_promotion, last_training, follow_up = None, first[-1], None
     records: list[DayRecord] = []
 
@@ -252,6 +257,9 @@ def simulate_flow(
         validate_day(sim, validator, batch)
         quality = day_quality(champion.bundle, sim, day, champion.window)
         champion_hr = quality.to_dict()[metric]
+        served_drift = prediction_drift(
+            score_reference, serve_day(champion.bundle, sim, day, k)["score"], sim
+        )
         drift = check_drift(sim, champion.window, day)
         log_batch(
             sim,
@@ -263,6 +271,7 @@ def simulate_flow(
         record = DayRecord(
             str(day), drift.share, drift.detected, False, False, champion.tag, champion_hr, None
         )
+        record.prediction_drift, record.prediction_drift_detected = served_drift.score, served_drift.detected
         cooling = last_promotion is not None and (day - last_promotion).days <= cooldown
         if drift.detected and follow_up is None:
             follow_up = day + timedelta(days=window)
@@ -300,6 +309,7 @@ def simulate_flow(
                 promote(sim, new_tag)
                 champion = Champion(new_tag, challenger.bundle_path, train_window[:-1], bundle)
                 golden[new_tag] = golden_challenger
+                score_reference = serve_day(bundle, sim, day, k)["score"]
                 last_promotion = day
                 record.promoted, record.serving_model = True, new_tag
         if day == follow_up:

@@ -60,4 +60,5 @@ def test_a_short_replay_through_the_real_loop(tiny_settings):
         assert (d["challenger_hr@10"] is not None) == d["retrained"]
         assert 0.0 <= d["champion_hr@10"] <= 1.0
         assert not d["promoted"] or d["retrained"]
+        assert d["prediction_drift"] >= 0.0 and isinstance(d["prediction_drift_detected"], bool)
     assert 0.0 <= result["final"]["scratch_hit_rate@10"] <= 1.0
