@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -400,7 +401,8 @@ def run_quality_bench(
             **details,
             "published_source": PUBLISHED_SOURCE,
             "subsample_users": max_users,
-            "device": "CPU",
+            "device": "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)",
+            "load_average": os.getloadavg()[0],
             "tf_version": tf.__version__,
         },
     }
@@ -431,9 +433,9 @@ def write_chart(result: dict, path: Path) -> Path:
         for y, v in enumerate(values):
             ax.text(v, y, f" {v:.4f}", va="center", fontsize=8)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
-    fig.legend(handles, list(colours), loc="lower right")
+    fig.legend(handles, list(colours), loc="lower center", ncol=3, frameon=False)
     fig.suptitle(f"{Path(result['dataset']).name}: leave-one-out full ranking (seed {result['seed']})")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -499,6 +501,14 @@ def write_benchmark_doc(json_paths: Sequence[Path], out: Path, command: str) -> 
         "Published rows: "
         + PUBLISHED_SOURCE
         + ". `popularity-published` leaks the test item (see protocol).",
+        "",
+        "`train s` is wall-clock time on the machine that ran the command, validation passes included; "
+        "the re-ranker's row includes the two-tower's time (its candidates come from it). Timings from "
+        "a shared machine are noisy; 1-minute load average when each run ended: "
+        + ", ".join(str(r.get("details", {}).get("load_average", "not recorded")) for r in results)
+        + ".",
+        "",
+        f"![HR@10 and NDCG@10 per model](benchmarks/{Path(json_paths[0]).with_suffix('.png').name})",
         "",
         "## Protocol",
         "",
