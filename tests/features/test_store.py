@@ -36,7 +36,7 @@ def test_repo_config_from_settings(tiny_settings):
         "path": str(tiny_settings.feature_repo_dir.resolve() / "online.db"),
     }
     assert sqlite["project"] == tiny_settings.features.project
-    assert sqlite["provider"] == "local" and sqlite["offline_store"]["type"] == "file"
+    assert sqlite["provider"] == "local" and sqlite["offline_store"]["type"] == "duckdb"
     redis = tiny_settings.features.model_copy(
         update={
             "online_store": "redis",
