@@ -15,7 +15,6 @@ load the same settings as the serving process.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -98,48 +97,14 @@ def retrain(profile: str | None = None, home: str | None = None, reason: str = "
     (`<home>/monitoring/golden.json`). The challenger stays in the model store either way.
     """
     from features.store import prepare_feature_store
-    from flows.simulate import day_quality
-    from models.bundle import ModelBundle
+    from flows.promotion import gate_and_promote
     from models.train import train_models
-    from monitoring.gate import decide_promotion
-    from recflow.data.batches import list_batches
-    from serving.package import champion_tag, model_info, promote, save_to_model_store
 
     settings = _settings(profile, home)
-    log = get_run_logger()
     trained = train_models(settings, prepare_feature_store(settings), verbose=0)
-    days = [b.day for b in list_batches(settings.validated_dir)]
-    newest, train_days = days[-1], days[: -settings.data.holdout_days]
-    golden_file = settings.home / "monitoring" / "golden.json"
-    current = champion_tag(settings)
-    metric = f"hit_rate@{settings.train.k}"
-    challenger = ModelBundle.load(trained.bundle_path)
-    if current is None:
-        tag = save_to_model_store(settings, trained.bundle_path, {"retrain_reason": reason})
-        promote(settings, tag)
-        golden_file.parent.mkdir(parents=True, exist_ok=True)
-        golden_file.write_text(json.dumps({"day": newest.isoformat()}))
-        return {"promoted": True, "tag": tag, "reason": "no champion yet"}
-    golden_day = (
-        date.fromisoformat(json.loads(golden_file.read_text())["day"]) if golden_file.exists() else newest
-    )
-    champion = ModelBundle.load(model_info(settings, current)[0])
-    decision = decide_promotion(
-        day_quality(champion, settings, newest, train_days).to_dict(),
-        day_quality(challenger, settings, newest, train_days).to_dict(),
-        day_quality(champion, settings, golden_day, train_days).to_dict(),
-        day_quality(challenger, settings, golden_day, train_days).to_dict(),
-        settings.monitoring.promotion_margin,
-        metric=metric,
-        golden_tolerance=settings.monitoring.golden_tolerance,
-    )
-    tag = save_to_model_store(
-        settings, trained.bundle_path, {"retrain_reason": reason, "gate": decision.to_dict()}
-    )
-    log.info("challenger %s: %s", tag, decision.reason)
-    if decision.promote:
-        promote(settings, tag)
-    return {"promoted": decision.promote, "tag": tag, "reason": decision.reason}
+    result = gate_and_promote(settings, trained.bundle_path, {"retrain_reason": reason})
+    get_run_logger().info("retrain (%s): %s", reason, result["reason"])
+    return {"promoted": result["promoted"], "tag": result["tag"], "reason": result["reason"]}
 
 
 def build_deployments(settings: Settings) -> list:

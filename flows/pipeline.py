@@ -92,21 +92,13 @@ def train(settings: Settings, store):
 
 @task(name="package and promote")
 def package(settings: Settings, trained) -> dict:
-    """Save the bundle in the BentoML model store; promote it only if it beats the serving champion."""
-    from serving.package import build_bento, champion_tag, model_info, promote, save_to_model_store
+    """Save the bundle in the BentoML model store, promote it only if it beats the champion, build the bento."""
+    from flows.promotion import gate_and_promote
+    from serving.package import build_bento
 
     run = {"pipeline": "recflow-pipeline", "data_source": settings.data.source, "seed": settings.seed}
-    tag = save_to_model_store(settings, trained.bundle_path, run)
-    current = champion_tag(settings)
-    champion = model_info(settings, current)[1].get("metrics") if current else None
-    k = f"recall@{settings.train.k}"
-    challenger_score = trained.metrics["model"][k]
-    margin = settings.monitoring.promotion_margin
-    promoted = champion is None or challenger_score > champion["model"][k] * (1 + margin)
-    if promoted:
-        promote(settings, tag)
-    bento = build_bento(settings)
-    return {"model_tag": tag, "promoted": promoted, "bento": bento, "champion": champion}
+    result = gate_and_promote(settings, trained.bundle_path, run)
+    return result | {"bento": build_bento(settings)}
 
 
 @task(name="check drift")
