@@ -72,7 +72,8 @@ def run_serving_bench(
         "workers": settings.serving.workers,
         "cpu_count": os.cpu_count(),
         "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "command": f"recflow bench serving --json {json_out} --rate {rate:g} --duration {duration:g}",
+        "command": f"recflow bench serving --json {json_out} --rate {rate:g} --duration {duration:g}"
+        f" --home {settings.home}",
     }
     json_out = Path(json_out)
     json_out.parent.mkdir(parents=True, exist_ok=True)

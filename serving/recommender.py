@@ -58,7 +58,8 @@ class Recommender:
 
     def __post_init__(self) -> None:
         self.item_ids: np.ndarray = np.asarray(self.bundle.item_ids, dtype=str)
-        self.row_of: dict[str, int] = {item: row for row, item in enumerate(self.item_ids)}
+        self.item_list: list[str] = [str(i) for i in self.item_ids]
+        self.row_of: dict[str, int] = {item: row for row, item in enumerate(self.item_list)}
         embeddings = np.asarray(self.bundle.item_embeddings, dtype=np.float32)
         norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
         self.unit_embeddings = embeddings / np.maximum(norms, 1e-12)
@@ -127,10 +128,11 @@ class Recommender:
         t = time.perf_counter()
         query = self.towers.query_embedding(user)
         rows, sims = self.index.search(query, self.settings.serving.candidates + len(purchased))
-        keep = [j for j, r in enumerate(rows[0]) if r >= 0 and self.item_ids[r] not in purchased]
-        keep = keep[: self.settings.serving.candidates]
+        bought_rows = [self.row_of[i] for i in purchased if i in self.row_of]
+        keep = np.flatnonzero((rows[0] >= 0) & ~np.isin(rows[0], bought_rows))[
+            : self.settings.serving.candidates
+        ]
         candidate_rows = rows[0][keep]
-        candidates = [self.item_ids[r] for r in candidate_rows]
         interest = _softmax(sims[0][keep] / self.temperature)
         self._mark("retrieve", t)
 
@@ -139,10 +141,13 @@ class Recommender:
         scores = interest * intent  # P(user turns to the item next) x P(it goes into the cart | viewed)
         self._mark("rank", t)
 
-        categories = [self.categories[r] for r in candidate_rows]
         order = np.argsort(-scores, kind="stable")
-        chosen = self._apply_rules([(candidates[i], float(scores[i]), categories[i]) for i in order], k)
-        items = [ScoredItem(item_id=i, score=s, reason=self._reason(i, recent)) for i, s, _ in chosen]
+        chosen = self._apply_rules([(int(candidate_rows[i]), float(scores[i])) for i in order], k)
+        reasons = self._reasons([r for r, _ in chosen], recent)
+        items = [
+            ScoredItem(item_id=self.item_list[r], score=score, reason=reason)
+            for (r, score), reason in zip(chosen, reasons, strict=True)
+        ]
         if len(items) < k:  # small catalogue or strict rules: top up with popular items
             exclude = purchased | {i.item_id for i in items}
             items += self._popular(user.get("region") or region, k - len(items), exclude)
@@ -197,30 +202,29 @@ class Recommender:
         frame = self.features.items(list(self.item_ids))
         return _column(frame, "category", len(self.item_ids))
 
-    def _apply_rules(
-        self, ranked: list[tuple[str, float, str | None]], k: int
-    ) -> list[tuple[str, float, str]]:
+    def _apply_rules(self, ranked: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
         """Business rules from settings: at most `max_per_category` items of one category."""
         limit = self.settings.serving.max_per_category
         if limit is None:
             return ranked[:k]
         out, per_category = [], {}
-        for item, score, category in ranked:
+        for row, score in ranked:
+            category = self.categories[row]
             if category is not None and per_category.get(category, 0) >= limit:
                 continue
             per_category[category] = per_category.get(category, 0) + 1
-            out.append((item, score, category))
+            out.append((row, score))
             if len(out) == k:
                 break
         return out
 
-    def _reason(self, item_id: str, recent: list[str]) -> str:
-        """Name the recent item that is closest to the recommended one in the model's item space."""
+    def _reasons(self, rows: list[int], recent: list[str]) -> list[str]:
+        """For each row, name the recent item closest to it in the model's item space."""
         if not recent:
-            return "matches your profile"
-        rows = [self.row_of[i] for i in recent[-20:]]
-        sims = self.unit_embeddings[rows] @ self.unit_embeddings[self.row_of[item_id]]
-        return f"similar to {recent[int(np.argmax(sims))]}, which you viewed"
+            return ["matches your profile"] * len(rows)
+        history = recent[-20:]
+        sims = self.unit_embeddings[rows] @ self.unit_embeddings[[self.row_of[i] for i in history]].T
+        return [f"similar to {history[j]}, which you viewed" for j in np.argmax(sims, axis=1)]
 
     def _popular(self, region: str | None, k: int, exclude: set[str]) -> list[ScoredItem]:
         """Popular items (of `region` first when known), skipping `exclude`; score falls with the rank."""

@@ -23,6 +23,7 @@ class RecommendRequest(BaseModel):
 
     user_id: str = _user_id()
     k: int = Field(10, ge=1, le=100, description="how many items to return (1-100)")
+    region: str | None = Field(None, max_length=64, description="the user's region, for unknown users")
 
 
 class SimilarItemsRequest(BaseModel):

@@ -19,9 +19,12 @@ from serving.purchases import Purchases
 from serving.recommender import Recommender, UnknownItemError
 from serving.schemas import (
     Event,
+    EventsRequest,
     EventsResponse,
     ModelMetadata,
+    RecommendRequest,
     RecommendResponse,
+    SimilarItemsRequest,
     SimilarItemsResponse,
 )
 from serving.server import settings_from_env
@@ -165,13 +168,8 @@ class RecflowService:
         return self.current is not None
 
     # ---- endpoints -------------------------------------------------------------------------------
-    @bentoml.api(route="/recommend")
-    async def recommend(
-        self,
-        user_id: str = bentoml.Field(min_length=1, max_length=64, description="the shop's user id"),
-        k: int = bentoml.Field(10, ge=1, le=100, description="how many items (1-100)"),
-        region: str | None = bentoml.Field(None, max_length=64, description="segment for unknown users"),
-    ) -> RecommendResponse:
+    @bentoml.api(route="/recommend", input_spec=RecommendRequest)
+    async def recommend(self, user_id: str, k: int = 10, region: str | None = None) -> RecommendResponse:
         """Top-k items for a user: retrieval, purchased-item filter, ranking, business rules.
 
         Runs on the event loop: the whole path is a few milliseconds of CPU, and a hop to a worker
@@ -182,22 +180,16 @@ class RecflowService:
             FALLBACKS.inc()
         return response
 
-    @bentoml.api(route="/similar-items")
-    def similar_items(
-        self,
-        item_id: str = bentoml.Field(min_length=1, max_length=64, description="an item of the catalogue"),
-        k: int = bentoml.Field(10, ge=1, le=100, description="how many items (1-100)"),
-    ) -> SimilarItemsResponse:
+    @bentoml.api(route="/similar-items", input_spec=SimilarItemsRequest)
+    def similar_items(self, item_id: str, k: int = 10) -> SimilarItemsResponse:
         """Items closest to `item_id` in the candidate tower's embedding space."""
         try:
             return self._model().similar_items(item_id, k)
         except UnknownItemError as e:
             raise bentoml.exceptions.NotFound(str(e)) from None
 
-    @bentoml.api(route="/events")
-    def events(
-        self, events: list[Event] = bentoml.Field(min_length=1, max_length=1000, description="new events")
-    ) -> EventsResponse:
+    @bentoml.api(route="/events", input_spec=EventsRequest)
+    def events(self, events: list[Event]) -> EventsResponse:
         """Log new events for the next batch, then push them to the online store (recent items, counters)."""
         frame = events_frame(events)
         path = self._append_log(frame)
