@@ -81,10 +81,10 @@ class TrainSettings(BaseModel):
     temperature: float = Field(1.0, gt=0, description="softmax temperature of the retrieval task")
     logq_correction: bool = Field(True, description="subtract log item frequency from in-batch logits")
     max_examples: int | None = Field(
-        20_000,
+        None,
         gt=0,
-        description="newest training examples per model taken from Feast (its file offline store joins"
-        " in time roughly linear in rows); None: every example of the training window",
+        description="cap on training examples per model (the newest are kept); None: every example of the"
+        " training window",
     )
     mixed_precision: bool = False
     xla: bool = False
