@@ -187,11 +187,11 @@ def recflow_pipeline(settings: Settings) -> dict:
     t = time.perf_counter()
     packaged = package(settings, trained)
     report.summary["bento"] = packaged["bento"]
-    report.summary["model"] = {"tag": packaged["model_tag"], "promoted": packaged["promoted"]}
-    promoted = "promoted to champion" if packaged["promoted"] else "NOT promoted (champion is better)"
+    report.summary["model"] = {k: packaged[k] for k in ("tag", "promoted", "reason", "gate")}
+    promoted = "promoted to champion" if packaged["promoted"] else f"NOT promoted ({packaged['reason']})"
     report.add(
         "package",
-        f"{packaged['model_tag']} {promoted}; bento {packaged['bento']}",
+        f"{packaged['tag']} {promoted}; bento {packaged['bento']}",
         "make serve",
         time.perf_counter() - t,
     )
