@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -127,6 +128,8 @@ class RecflowService:
         recommender = Recommender.from_model_store(self.settings, tag, self.features, self.purchases)
         recommender.observe = _observe
         self.current = recommender  # one reference assignment: atomic for concurrent readers
+        gc.collect()
+        gc.freeze()  # the loaded model's objects leave the collector's scans: shorter GC pauses, lower p99
         MODEL_SWITCHES.inc()
         log.info("Serving model %s", tag)
         return True
