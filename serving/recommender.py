@@ -223,8 +223,16 @@ class Recommender:
         if not recent:
             return ["matches your profile"] * len(rows)
         history = recent[-20:]
-        sims = self.unit_embeddings[rows] @ self.unit_embeddings[[self.row_of[i] for i in history]].T
-        return [f"similar to {history[j]}, which you viewed" for j in np.argmax(sims, axis=1)]
+        history_rows = [self.row_of[i] for i in history]
+        sims = self.unit_embeddings[rows] @ self.unit_embeddings[history_rows].T
+        sims[
+            np.asarray(rows)[:, None] == np.asarray(history_rows)[None, :]
+        ] = -np.inf  # not "similar to itself"
+        seen = set(history_rows)
+        return [
+            "you viewed it recently" if row in seen else f"similar to {history[j]}, which you viewed"
+            for row, j in zip(rows, np.argmax(sims, axis=1), strict=True)
+        ]
 
     def _popular(self, region: str | None, k: int, exclude: set[str]) -> list[ScoredItem]:
         """Popular items (of `region` first when known), skipping `exclude`; score falls with the rank."""

@@ -59,3 +59,16 @@ def online(served):
 def private_settings(served, tmp_path) -> Settings:
     """Settings over a private copy of the served home: promote, push events, build bentos freely."""
     return copy_home(served, tmp_path)
+
+
+def _reason_is_true(item, history: set[str]) -> bool:
+    """A model reason names the user's history: the item itself was viewed, or it is similar to another."""
+    if item.reason == "you viewed it recently":
+        return item.item_id in history
+    named = item.reason.removeprefix("similar to ").split(",")[0]
+    return item.reason.startswith("similar to ") and named in history and named != item.item_id
+
+
+@pytest.fixture
+def reason_is_true():
+    return _reason_is_true
