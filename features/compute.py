@@ -39,6 +39,19 @@ TABLE_NAMES: tuple[str, ...] = (
 )
 
 
+ITEM_POPULARITY_COUNTS: tuple[str, ...] = (
+    "item_views_1d",
+    "item_views_7d",
+    "item_views_30d",
+    "item_carts_7d",
+    "item_carts_30d",
+    "item_purchases_1d",
+    "item_purchases_7d",
+    "item_purchases_30d",
+)
+"""Windowed item counts in the `item_popularity` table (the feature view declares the same columns)."""
+
+
 @dataclass(frozen=True)
 class FeatureTables:
     """The feature tables written to disk: where they are, how many rows, the newest timestamp."""
@@ -259,19 +272,7 @@ def item_popularity(counts: pd.DataFrame, on_sale: pd.DataFrame, days: pd.Dateti
     """
     items = pd.Index(sorted(set(on_sale["item_id"].astype(str)) | set(counts["item_id"].astype(str))))
     windowed = _windowed(counts, "item_id", items, days, prefix="item_")
-    columns = {
-        name: windowed[name]
-        for name in (
-            "item_views_1d",
-            "item_views_7d",
-            "item_views_30d",
-            "item_carts_7d",
-            "item_carts_30d",
-            "item_purchases_1d",
-            "item_purchases_7d",
-            "item_purchases_30d",
-        )
-    }
+    columns = {name: windowed[name] for name in ITEM_POPULARITY_COUNTS}
     for w in (7, 30):
         views, buys = windowed[f"item_views_{w}d"], windowed[f"item_purchases_{w}d"]
         columns[f"item_conversion_{w}d"] = np.divide(buys, views, out=np.zeros_like(buys), where=views > 0)

@@ -27,6 +27,8 @@ from feast import (
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Array, Float64, Int64, String
 
+from features.compute import ITEM_POPULARITY_COUNTS
+
 TIMESTAMP = "event_timestamp"
 USER_EVENTS_PUSH = "user_events_push"
 PRICE_EDGES: tuple[float, ...] = (10.0, 25.0, 50.0, 100.0, 200.0)
@@ -134,22 +136,12 @@ def feature_definitions(data_dir: Path, sequence_length: int = 20) -> Definition
         source=attributes_src,
         description="Catalogue attributes (daily snapshot, stamped 00:00 of the day).",
     )
-    popularity = [
-        "item_views_1d",
-        "item_views_7d",
-        "item_views_30d",
-        "item_carts_7d",
-        "item_carts_30d",
-        "item_purchases_1d",
-        "item_purchases_7d",
-        "item_purchases_30d",
-    ]
     item_popularity = FeatureView(
         name="item_popularity",
         entities=[item],
         ttl=timedelta(days=3),
         schema=[
-            *[Field(name=c, dtype=Int64) for c in popularity],
+            *[Field(name=c, dtype=Int64) for c in ITEM_POPULARITY_COUNTS],
             Field(name="item_conversion_7d", dtype=Float64, description="purchases / views"),
             Field(name="item_conversion_30d", dtype=Float64, description="purchases / views"),
         ],
