@@ -52,7 +52,9 @@ def gate_and_promote(settings: Settings, bundle_path: Path, provenance: dict) ->
         metric=f"hit_rate@{settings.train.k}",
         golden_tolerance=settings.monitoring.golden_tolerance,
     )
-    tag = save_to_model_store(settings, bundle_path, provenance | {"gate": decision.to_dict(), "champion": current})
+    tag = save_to_model_store(
+        settings, bundle_path, provenance | {"gate": decision.to_dict(), "champion": current}
+    )
     get_run_logger().info("challenger %s against champion %s: %s", tag, current, decision.reason)
     if decision.promote:
         promote(settings, tag)

@@ -29,7 +29,16 @@ def prepare_environment(settings: Settings) -> None:
     # the stack's own deprecation chatter buries the progress lines; our code's warnings still show
     for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
         warnings.filterwarnings("ignore", category=category)
-    for noisy in ("feast", "dask", "bentoml", "evidently", "great_expectations", "tensorflow", "tf_keras", "pandas"):
+    for noisy in (
+        "feast",
+        "dask",
+        "bentoml",
+        "evidently",
+        "great_expectations",
+        "tensorflow",
+        "tf_keras",
+        "pandas",
+    ):
         warnings.filterwarnings("ignore", module=noisy)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -216,7 +225,9 @@ def bench_drift_calibration(
     from monitoring.calibrate import run_calibration
 
     command = f"recflow bench drift-calibration --json {json_out} --drift-day {drift_day}"
-    run_calibration(settings, json_out, drift_day, command=command + (f" --profile {profile}" if profile else ""))
+    run_calibration(
+        settings, json_out, drift_day, command=command + (f" --profile {profile}" if profile else "")
+    )
 
 
 if __name__ == "__main__":
