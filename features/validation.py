@@ -23,7 +23,6 @@ place (never appends), so re-running ingestion does not duplicate rows.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -34,8 +33,6 @@ import pandas as pd
 
 from recflow.data.batches import Batch
 from recflow.settings import Settings
-
-log = logging.getLogger(__name__)
 
 SUITES_DIR = Path(__file__).parent / "expectations"
 TABLE_ORDER = ("users", "items", "events")
@@ -242,23 +239,31 @@ def _decide(outcomes: dict[str, TableOutcome], settings: Settings) -> tuple[str,
 
 
 def _write(settings, batch, good, bad, outcome: BatchOutcome, reports) -> None:
-    """Write validated rows and quarantined rows (atomically per folder, replacing a previous run)."""
+    """Write validated rows and quarantined rows, each day folder replaced atomically (never appended)."""
     day = batch.day.isoformat()
-    for root, frames, keep in (
-        (settings.validated_dir, good, outcome.success),
-        (settings.quarantine_dir, bad, outcome.rows_quarantined > 0),
-    ):
-        final = root / day
-        tmp = root / f".{day}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        if keep:
-            tmp.mkdir(parents=True)
-            for table, df in frames.items():
-                if root == settings.validated_dir or len(df):
-                    df.to_parquet(tmp / f"{table}.parquet", index=False)
-            if root == settings.quarantine_dir:
-                report = outcome.to_dict() | {"validation_results": reports, "raw_batch": str(batch.path)}
-                (tmp / "report.json").write_text(json.dumps(report, indent=2, default=str))
-        shutil.rmtree(final, ignore_errors=True)
-        if keep:
-            tmp.rename(final)
+
+    def validated(folder: Path) -> None:
+        for table, df in good.items():
+            df.to_parquet(folder / f"{table}.parquet", index=False)
+
+    def quarantined(folder: Path) -> None:
+        for table, df in bad.items():
+            if len(df):
+                df.to_parquet(folder / f"{table}.parquet", index=False)
+        report = outcome.to_dict() | {"validation_results": reports, "raw_batch": str(batch.path)}
+        (folder / "report.json").write_text(json.dumps(report, indent=2, default=str))
+
+    _replace_day(settings.validated_dir, day, validated if outcome.success else None)
+    _replace_day(settings.quarantine_dir, day, quarantined if outcome.rows_quarantined else None)
+
+
+def _replace_day(root: Path, day: str, fill) -> None:
+    """Replace `root/day` with a folder filled by `fill` (written aside, then renamed); None removes it."""
+    final, tmp = root / day, root / f".{day}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    if fill is not None:
+        tmp.mkdir(parents=True)
+        fill(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    if fill is not None:
+        tmp.rename(final)
