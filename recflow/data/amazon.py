@@ -200,3 +200,69 @@ def benchmark_sequences(path: str | Path) -> tuple[list[np.ndarray], np.ndarray,
             for j, a in enumerate(values):
                 attrs[index[item], j] = attr_index.setdefault(a, len(attr_index) + 1)
     return sequences, attrs, item_ids
+
+
+def write_amazon_sequences(
+    events: pd.DataFrame,
+    items: pd.DataFrame,
+    folder: str | Path,
+    name: str,
+    event_types: tuple[str, ...] = ("add_to_cart", "purchase"),
+    min_count: int = 5,
+) -> Path:
+    """Write platform events in this format: the inverse of `read_amazon_sequences`.
+
+    Each user's events of `event_types`, in time order and with immediate repeats of one item
+    collapsed, become one `user item item ...` line; users and items are then filtered to a
+    `min_count`-core (every kept user and item has at least `min_count` interactions), as the
+    Amazon benchmark files are. Ids are renumbered 1..N in order of first appearance, and each
+    item's category and brand become its attributes in one anonymous id space.
+
+    Args:
+        events: rows in the platform `events` schema.
+        items: the catalogue in the `items` schema (the newest row of an item wins).
+        folder: where `<name>.txt` and `<name>_item2attributes.json` go (created).
+        name: the data set name.
+        event_types: which events count as interactions.
+        min_count: the core size.
+
+    Returns:
+        The path of `<name>.txt`.
+
+    Raises:
+        ValueError: if no user is left after the filtering.
+    """
+    kept = events[events["event_type"].isin(event_types)].sort_values(
+        ["user_id", "timestamp", "event_id"], kind="stable"
+    )
+    repeat = (kept["user_id"] == kept["user_id"].shift()) & (kept["item_id"] == kept["item_id"].shift())
+    kept = kept.loc[~repeat, ["user_id", "item_id"]]
+    while True:  # k-core: drop rare items and short users until both hold
+        item_ok = kept["item_id"].map(kept["item_id"].value_counts()) >= min_count
+        user_ok = kept["user_id"].map(kept["user_id"].value_counts()) >= min_count
+        if bool(item_ok.all() and user_ok.all()):
+            break
+        kept = kept[item_ok & user_ok]
+    if kept.empty:
+        raise ValueError(
+            f"no user has {min_count} interactions of types {list(event_types)} after {min_count}-core filtering"
+        )
+    user_ids = {u: str(n) for n, u in enumerate(pd.unique(kept["user_id"]), start=1)}
+    item_ids = {i: str(n) for n, i in enumerate(pd.unique(kept["item_id"]), start=1)}
+    lines = [
+        " ".join([user_ids[u], *(item_ids[i] for i in group["item_id"])])
+        for u, group in kept.groupby("user_id", sort=False)
+    ]
+    catalogue = items.drop_duplicates("item_id", keep="last").set_index("item_id")
+    attr_ids: dict[str, int] = {}
+    attributes = {}
+    for item, new_id in item_ids.items():
+        row = catalogue.loc[item] if item in catalogue.index else None
+        values = [] if row is None else [f"category={row['category']}", f"brand={row['brand']}"]
+        attributes[new_id] = [attr_ids.setdefault(v, len(attr_ids)) for v in values]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    txt = folder / f"{name}.txt"
+    txt.write_text("\n".join(lines) + "\n")
+    (folder / f"{name}_item2attributes.json").write_text(json.dumps(attributes))
+    return txt

@@ -12,6 +12,7 @@ from recflow.data.amazon import (
     amazon_daily_batches,
     benchmark_sequences,
     read_amazon_sequences,
+    write_amazon_sequences,
 )
 from recflow.data.batches import list_batches, read_events
 from recflow.data.schema import TABLES
@@ -91,3 +92,41 @@ def test_benchmark_sequences_are_indexed(toy_folder):
 def test_missing_folder_says_what_is_wrong(tmp_path):
     with pytest.raises(FileNotFoundError, match="exactly one <Name>.txt"):
         read_amazon_sequences(tmp_path)
+
+
+def _events(rows):
+    """Platform events from (user, item, event_type, minute) tuples."""
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "event_type", "minute"])
+    frame["timestamp"] = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(frame["minute"], unit="min")
+    frame["event_id"] = [f"e{n}" for n in range(len(frame))]
+    frame["session_id"] = "s"
+    return frame.drop(columns="minute")
+
+
+def test_write_amazon_sequences_round_trips_through_the_reader(tmp_path):
+    rows = [("ua", i, "purchase", m) for m, i in enumerate(["x", "y", "y", "z", "x", "w"])]
+    rows += [("ub", i, "add_to_cart", m) for m, i in enumerate(["y", "x", "z", "w"])]
+    rows += [("ub", "x", "view", 99), ("uc", "x", "purchase", 0)]  # a view never counts; uc is too short
+    items = pd.DataFrame(
+        {
+            "item_id": ["x", "y", "z", "w"],
+            "category": ["c1", "c1", "c2", "c2"],
+            "brand": ["b1", "b2", "b1", "b1"],
+        }
+    )
+    txt = write_amazon_sequences(_events(rows), items, tmp_path / "out", "Toy", min_count=2)
+    data = read_amazon_sequences(txt.parent)
+    assert data.name == "Toy"
+    # ua: the repeated y collapses, time order kept; ub: the view is not an interaction; uc dropped
+    assert data.sequences == [["1", "2", "3", "1", "4"], ["2", "1", "3", "4"]]
+    assert set(data.attributes) == {"1", "2", "3", "4"}
+    # x and y share a category, x and z share a brand: same attribute ids, one id space
+    assert data.attributes["1"][0] == data.attributes["2"][0]
+    assert data.attributes["1"][1] == data.attributes["3"][1]
+    assert data.attributes["1"][0] != data.attributes["3"][0]
+
+
+def test_write_amazon_sequences_says_when_nothing_is_left(tmp_path):
+    items = pd.DataFrame({"item_id": ["x"], "category": ["c"], "brand": ["b"]})
+    with pytest.raises(ValueError, match="5-core"):
+        write_amazon_sequences(_events([("ua", "x", "purchase", 0)]), items, tmp_path, "Toy")
