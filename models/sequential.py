@@ -33,11 +33,12 @@ class SequentialConfig:
     heads: int = 2
     blocks: int = 2
     dropout: float = 0.3
-    learning_rate: float = 2e-3
+    learning_rate: float = 5e-3
     batch_size: int = 256
     max_epochs: int = 20
     eval_every: int = 2
-    patience: int = 3
+    patience: int = 2
+    refit_epochs: int = 2
     seed: int = 42
 
     def to_json(self) -> str:
@@ -256,6 +257,39 @@ def fit_sequential(
     if validate is not None and best["weights"] is not None:
         model.set_weights(best["weights"])
     return model, {"best_epoch": best["epoch"], "best_score": best["score"], "evaluations": evaluations}
+
+
+def refit_sequential(
+    chosen: SequentialRetrieval,
+    histories: Sequence[np.ndarray],
+    item_attributes: np.ndarray,
+    epochs: int | None = None,
+    log_dir: Path | None = None,
+    verbose: int = 0,
+) -> SequentialRetrieval:
+    """Warm-start refit: a copy of the chosen model, trained `epochs` more epochs on `histories`.
+
+    The chosen model (fitted on the training items, its epoch count picked on the validation
+    targets) is left untouched; the copy continues from its weights on the refit sequences (e.g.
+    training plus validation items), so it learns the newer items without the cost of training
+    from scratch again. The number of extra epochs is fixed in the config
+    (`refit_epochs`), not chosen on any target.
+    """
+    config = chosen.config
+    model = SequentialRetrieval(item_attributes, config)
+    model.sequence_tower(tf.zeros((1, config.max_len), tf.int32))  # build, then copy the weights
+    model.set_weights(chosen.get_weights())
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    epochs = config.refit_epochs if epochs is None else epochs
+    if epochs > 0:
+        writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
+        model.fit(
+            training_dataset(histories, config, config.seed + 1),
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=[EpochSummary(writer)] if writer else [],
+        )
+    return model
 
 
 def save_sequential(model: SequentialRetrieval, folder: Path) -> Path:

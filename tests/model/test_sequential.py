@@ -16,6 +16,7 @@ from models.sequential import (
     fit_sequential,
     merge_candidates,
     pad_left,
+    refit_sequential,
     rerank,
     save_sequential,
     training_dataset,
@@ -69,6 +70,23 @@ def test_early_stopping_restores_the_best_epoch():
     _, history = fit_sequential(_walks(40), ATTRS, config, validate=lambda m: next(scores))
     assert history["best_epoch"] == 2
     assert [e for e, _ in history["evaluations"]] == [1, 2, 3]  # stopped after one evaluation without gain
+
+
+def test_warm_refit_continues_from_the_chosen_model_and_leaves_it_untouched(tmp_path):
+    config = SequentialConfig(
+        max_len=6, dim=16, heads=2, blocks=1, dropout=0.0, learning_rate=1e-2, batch_size=32, refit_epochs=8
+    )
+    histories = _walks()
+    chosen, _ = fit_sequential(histories, ATTRS, config, epochs=4)
+    queries = [np.array([3, 4, 5]), np.array([10, 11])]
+    before = chosen.scores(queries)
+    np.testing.assert_allclose(refit_sequential(chosen, histories, ATTRS, epochs=0).scores(queries), before)
+    refit = refit_sequential(chosen, histories, ATTRS, log_dir=tmp_path / "tb")  # config.refit_epochs more
+    np.testing.assert_array_equal(chosen.scores(queries), before)
+    after = refit.scores(queries)
+    assert not np.allclose(after, before)
+    assert [int(np.argmax(s)) for s in after] == [6, 12]
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
 
 
 def test_merge_candidates_interleaves_without_duplicates():
