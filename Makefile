@@ -46,8 +46,15 @@ format: install ## format the code with ruff
 
 BEAUTY ?= ../shared/datasets/amazon-beauty
 
-bench-quality: install ## leave-one-out quality benchmark on Amazon Beauty (BEAUTY=path) -> docs/
-	$(RUN) recflow bench quality --dataset $(BEAUTY) --json docs/benchmarks.json
+SEEDS ?= 42 43 44
+SYNTHETIC := .recflow/datasets/synthetic
+
+bench-quality: install ## quality benchmark, 3 seeds, on Amazon Beauty (BEAUTY=path) and a synthetic set -> docs/benchmarks*.md
+	for s in $(SEEDS); do $(RUN) recflow bench quality --dataset $(BEAUTY) --json docs/benchmarks/beauty-seed$$s.json --seed $$s || exit 1; done
+	$(RUN) recflow bench quality-doc $(foreach s,$(SEEDS),docs/benchmarks/beauty-seed$(s).json) --dataset $(BEAUTY) --out docs/benchmarks.md
+	$(RUN) recflow bench synthetic-dataset --out $(SYNTHETIC)
+	$(RUN) recflow bench quality --dataset $(SYNTHETIC) --json docs/benchmarks/synthetic-seed42.json --seed 42
+	$(RUN) recflow bench quality-doc docs/benchmarks/synthetic-seed42.json --dataset $(SYNTHETIC) --out docs/benchmarks_synthetic.md
 
 bench-features: install ## online feature latency, SQLite and Redis -> docs/features_bench.json
 	@bash .ci/services

@@ -127,7 +127,9 @@ class SequentialRetrieval(tfrs.Model):
         self.config = config
         self.item_tower = ItemTower(item_attributes, config.dim)
         self.sequence_tower = SequenceTower(self.item_tower, config)
-        self.loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction=tf.keras.losses.Reduction.NONE
+        )
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         """Full-softmax cross-entropy of the next item, over every non-padded position."""
@@ -135,7 +137,22 @@ class SequentialRetrieval(tfrs.Model):
         targets = features["targets"]
         keep = targets > 0
         logits = tf.matmul(tf.boolean_mask(states, keep), self.item_tower.all_items(), transpose_b=True)
-        return self.loss_fn(tf.boolean_mask(targets, keep) - 1, logits)
+        # mean over the positions of the global batch: replicas' gradients are summed
+        return tf.nn.compute_average_loss(self.loss_fn(tf.boolean_mask(targets, keep) - 1, logits))
+
+    def train_step(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """TFRS's train step; with several replicas, sparse gradients are made dense first.
+
+        Each replica's embedding gradients hold as many rows as its share of the batch has
+        positions, and MirroredStrategy's all-reduce needs every replica to send the same shape.
+        """
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(inputs, training=True)
+        gradients = tape.gradient(loss, self.trainable_variables)
+        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
+        return {"loss": loss}
 
     def query(self, histories: Sequence[np.ndarray]) -> tf.Tensor:
         """Query vectors [B, dim] of users given their histories (0-based item indices, oldest first)."""
@@ -213,6 +230,7 @@ def fit_sequential(
     validate: Callable[[SequentialRetrieval], float] | None = None,
     log_dir: Path | None = None,
     verbose: int = 0,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> tuple[SequentialRetrieval, dict]:
     """Train on `histories`; with `validate`, pick the epoch count by early stopping on its score.
 
@@ -226,13 +244,17 @@ def fit_sequential(
             weights are restored.
         log_dir: TensorBoard log folder (loss per epoch, validation score).
         verbose: Keras verbosity.
+        strategy: the `tf.distribute` strategy that holds the variables (`models.hardware.
+            choose_strategy`); default the current one. Batches are global: each of N replicas
+            gets `batch_size / N` sequences.
 
     Returns:
         The model and a history dict: `best_epoch`, `best_score`, `evaluations` [(epoch, score)].
     """
     tf.keras.utils.set_random_seed(config.seed)
-    model = SequentialRetrieval(item_attributes, config)
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = SequentialRetrieval(item_attributes, config)
+        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     data = training_dataset(histories, config, config.seed)
     total = epochs or config.max_epochs
     writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
@@ -266,6 +288,7 @@ def refit_sequential(
     epochs: int | None = None,
     log_dir: Path | None = None,
     verbose: int = 0,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> SequentialRetrieval:
     """Warm-start refit: a copy of the chosen model, trained `epochs` more epochs on `histories`.
 
@@ -276,10 +299,11 @@ def refit_sequential(
     (`refit_epochs`), not chosen on any target.
     """
     config = chosen.config
-    model = SequentialRetrieval(item_attributes, config)
-    model.sequence_tower(tf.zeros((1, config.max_len), tf.int32))  # build, then copy the weights
-    model.set_weights(chosen.get_weights())
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = SequentialRetrieval(item_attributes, config)
+        model.sequence_tower(tf.zeros((1, config.max_len), tf.int32))  # build, then copy the weights
+        model.set_weights(chosen.get_weights())
+        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     epochs = config.refit_epochs if epochs is None else epochs
     if epochs > 0:
         writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None

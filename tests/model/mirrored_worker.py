@@ -1,7 +1,7 @@
 """Subprocess of test_distribute: train retrieval under the default and the mirrored strategy, print metrics.
 
 Logical CPU devices must be configured before TensorFlow initialises, hence a fresh process.
-Usage: python mirrored_worker.py TRAINING_DATA.pkl
+Usage: python mirrored_worker.py TRAINING_DATA.pkl | --sequential
 """
 
 from __future__ import annotations
@@ -45,5 +45,34 @@ def main(path: str) -> None:
     print("RESULT " + json.dumps(out))
 
 
+def sequential_metrics() -> dict:
+    """The benchmark's sequential two-tower on toy walks (next item = last + 1), under both strategies."""
+    import numpy as np
+
+    from models.benchmark import Split, evaluate
+    from models.sequential import SequentialConfig, fit_sequential
+
+    rng = np.random.default_rng(0)
+    n_items = 40
+    attrs = np.array([[1 + i % 4] for i in range(n_items)], dtype=np.int32)
+    walks = [np.arange(s, s + rng.integers(4, 9)) for s in rng.integers(0, n_items - 9, 300)]
+    split = Split("test", [w[:-1] for w in walks], np.array([w[-1] for w in walks]))
+    config = SequentialConfig(
+        max_len=8, dim=16, heads=2, blocks=1, dropout=0.0, learning_rate=1e-2, batch_size=64, seed=0
+    )
+    out = {}
+    for mode in ("default", "mirrored"):
+        strategy = choose_strategy(TrainSettings(distribute=mode))
+        model, _ = fit_sequential([w[:-1] for w in walks], attrs, config, epochs=6, strategy=strategy)
+        out[mode] = {
+            "replicas": strategy.num_replicas_in_sync,
+            **evaluate(lambda h, u, m=model: m.scores(h), split),
+        }
+    return out
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--sequential":  # its own process: collectives of an earlier strategy abort it
+        print("RESULT " + json.dumps(sequential_metrics()))
+    else:
+        main(sys.argv[1])

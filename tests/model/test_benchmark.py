@@ -78,7 +78,7 @@ def test_cooccurrence_follows_the_sequence():
     assert evaluate(lambda h, u: model.scores(h), split, ks=(1,))["hr@1"] == 1.0
 
 
-def _toy_dataset(folder, n_users=60, n_items=30, seed=0):
+def _toy_dataset(folder, n_users=60, n_items=30, seed=0, name="Toy"):
     rng = np.random.default_rng(seed)
     lines = []
     for u in range(1, n_users + 1):
@@ -86,14 +86,14 @@ def _toy_dataset(folder, n_users=60, n_items=30, seed=0):
         items = [start + k for k in range(rng.integers(5, 9))]  # walks through consecutive items
         lines.append(" ".join(map(str, [u, *items])))
     folder.mkdir()
-    (folder / "Toy.txt").write_text("\n".join(lines) + "\n")
+    (folder / f"{name}.txt").write_text("\n".join(lines) + "\n")
     attrs = {str(i): [1 + i % 3, 10 + i // 10] for i in range(1, n_items + 1)}
-    (folder / "Toy_item2attributes.json").write_text(json.dumps(attrs))
+    (folder / f"{name}_item2attributes.json").write_text(json.dumps(attrs))
     return folder
 
 
 def test_quality_bench_end_to_end_on_a_toy_dataset(tmp_path, tiny_settings):
-    folder = _toy_dataset(tmp_path / "toy")
+    folder = _toy_dataset(tmp_path / "toy", name="Beauty")  # named Beauty: the published rows join in
     config = SequentialConfig(max_len=8, dim=8, heads=1, blocks=1, batch_size=32, max_epochs=2, eval_every=1)
     out = tmp_path / "out" / "toy.json"
     result = run_quality_bench(
@@ -117,3 +117,10 @@ def test_quality_bench_end_to_end_on_a_toy_dataset(tmp_path, tiny_settings):
     text = doc.read_text()
     assert "recflow bench quality ..." in text and "| cooccurrence | baseline |" in text
     assert markdown_table([saved]).count("\n") == len(saved["models"]) + 1
+    assert "Published rows: S3-Rec" in text
+    # another data set has no published table: its doc says so
+    saved["models"] = {n: r for n, r in saved["models"].items() if "(published)" not in n}
+    saved["details"]["published_source"] = None
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(saved))
+    assert "No published results" in write_benchmark_doc([other], tmp_path / "o.md", "cmd").read_text()

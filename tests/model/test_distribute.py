@@ -36,12 +36,11 @@ def test_mixed_precision_policy_is_set_and_reset():
         assert configure_precision(TrainSettings()) == "float32"
 
 
-def test_mirrored_over_two_logical_cpus_matches_the_default_strategy(tiny_data, tmp_path):
-    path = tmp_path / "data.pkl"
-    path.write_bytes(pickle.dumps(tiny_data))
+def _mirrored_worker(argument: str) -> dict:
+    """Run tests/model/mirrored_worker.py in a fresh process (two logical CPUs) and read its result."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tests/model/mirrored_worker.py"), str(path)],
+        [sys.executable, str(ROOT / "tests/model/mirrored_worker.py"), argument],
         capture_output=True,
         text=True,
         timeout=300,
@@ -50,11 +49,27 @@ def test_mirrored_over_two_logical_cpus_matches_the_default_strategy(tiny_data, 
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    out = json.loads(lines[-1][len("RESULT ") :])
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def test_mirrored_over_two_logical_cpus_matches_the_default_strategy(tiny_data, tmp_path):
+    path = tmp_path / "data.pkl"
+    path.write_bytes(pickle.dumps(tiny_data))
+    out = _mirrored_worker(str(path))
     assert out["logical_cpus"] == 2
     assert out["default"]["replicas"] == 1 and out["mirrored"]["replicas"] == 2
     for metric in ("recall@10", "ndcg@10"):
         assert out["mirrored"][metric] == pytest.approx(out["default"][metric], abs=0.05), out
+
+
+def test_benchmark_two_tower_under_mirrored_matches_the_default_strategy():
+    sequential = _mirrored_worker("--sequential")
+    assert sequential["default"]["replicas"] == 1 and sequential["mirrored"]["replicas"] == 2
+    assert sequential["default"]["hr@10"] > 0.5, sequential  # it learned the walk
+    for metric in ("hr@10", "ndcg@10"):
+        assert sequential["mirrored"][metric] == pytest.approx(sequential["default"][metric], abs=0.05), (
+            sequential
+        )
 
 
 def _free_ports(n: int) -> list[int]:
