@@ -13,7 +13,7 @@ import numpy as np
 from rich.console import Console
 
 from models.cooccurrence import CooccurrenceModel, tune_cooccurrence
-from models.hardware import choose_strategy, device_description
+from models.hardware import choose_strategy, configure_precision, configure_xla, device_description
 from models.sequential import (
     RankerConfig,
     SequentialConfig,
@@ -330,17 +330,23 @@ def run_quality_bench(
         return score
 
     strategy = choose_strategy(settings.train)
-    nn_valid, history = fit_sequential(
-        train,
-        attrs,
-        config,
-        validate=validate_retrieval,
-        log_dir=run_dir / "tensorboard" / "retrieval-choose",
-        strategy=strategy,
-    )
-    nn_test = refit_sequential(
-        nn_valid, refit, attrs, log_dir=run_dir / "tensorboard" / "retrieval-refit", strategy=strategy
-    )
+    precision = configure_precision(settings.train)  # RECFLOW_TRAIN__MIXED_PRECISION, __XLA
+    configure_xla(settings.train)
+    try:
+        nn_valid, history = fit_sequential(
+            train,
+            attrs,
+            config,
+            validate=validate_retrieval,
+            log_dir=run_dir / "tensorboard" / "retrieval-choose",
+            strategy=strategy,
+        )
+        nn_test = refit_sequential(
+            nn_valid, refit, attrs, log_dir=run_dir / "tensorboard" / "retrieval-refit", strategy=strategy
+        )
+    finally:  # the ranker and whoever runs next in this process: float32, no auto-jit
+        tf.keras.mixed_precision.set_global_policy("float32")
+        tf.config.optimizer.set_jit(False)
     seconds = time.perf_counter() - t
     save_sequential(nn_test, run_dir / "retrieval")
     items_test = nn_test.item_tower.all_items()
@@ -417,6 +423,8 @@ def run_quality_bench(
             "subsample_users": max_users,
             "device": device_description(),
             "replicas": strategy.num_replicas_in_sync,
+            "precision": precision,
+            "xla": settings.train.xla,
             "load_average": os.getloadavg()[0],
             "tf_version": tf.__version__,
         },

@@ -64,7 +64,7 @@ class ItemTower(tf.keras.Model):
     def call(self, items: tf.Tensor) -> tf.Tensor:
         """Vectors of `items` (any shape of model indices, 0 = padding) -> shape + [dim]."""
         attrs = tf.gather(self.attribute_table, items)
-        present = tf.cast(attrs > 0, tf.float32)[..., None]
+        present = tf.cast(attrs > 0, self.compute_dtype)[..., None]  # float16 under mixed precision
         attr_mean = tf.reduce_sum(self.attribute_embedding(attrs) * present, axis=-2) / tf.maximum(
             tf.reduce_sum(present, axis=-2), 1.0
         )
@@ -105,7 +105,7 @@ class SequenceTower(tf.keras.Model):
 
     def call(self, sequences: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Left-padded model indices [B, max_len] (newest last) -> one vector per position [B, max_len, dim]."""
-        mask = tf.cast(sequences > 0, tf.float32)[..., None]
+        mask = tf.cast(sequences > 0, self.compute_dtype)[..., None]
         x = self.item_tower(sequences) * mask + self.position_embedding(tf.range(self.config.max_len))[None]
         x = self.dropout(x, training=training) * mask
         key_mask = tf.cast(sequences > 0, tf.bool)[:, None, :]
@@ -140,18 +140,24 @@ class SequentialRetrieval(tfrs.Model):
         targets = features["targets"]
         keep = targets > 0
         logits = tf.matmul(tf.boolean_mask(states, keep), self.item_tower.all_items(), transpose_b=True)
+        logits = tf.cast(logits, tf.float32)  # the softmax in float32 whatever the compute dtype
         # mean over the positions of the global batch: replicas' gradients are summed
         return tf.nn.compute_average_loss(self.loss_fn(tf.boolean_mask(targets, keep) - 1, logits))
 
     def train_step(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        """TFRS's train step; with several replicas, sparse gradients are made dense first.
+        """TFRS's train step, with loss scaling under `mixed_float16`; with several replicas,
+        sparse gradients are made dense first.
 
         Each replica's embedding gradients hold as many rows as its share of the batch has
         positions, and MirroredStrategy's all-reduce needs every replica to send the same shape.
         """
+        scaling = isinstance(self.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)  # mixed_float16
         with tf.GradientTape() as tape:
             loss = self.compute_loss(inputs, training=True)
-        gradients = tape.gradient(loss, self.trainable_variables)
+            scaled = self.optimizer.get_scaled_loss(loss) if scaling else loss
+        gradients = tape.gradient(scaled, self.trainable_variables)
+        if scaling:
+            gradients = self.optimizer.get_unscaled_gradients(gradients)
         if tf.distribute.get_strategy().num_replicas_in_sync > 1:
             gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
@@ -165,7 +171,7 @@ class SequentialRetrieval(tfrs.Model):
     def scores(self, histories: Sequence[np.ndarray], item_vectors: tf.Tensor | None = None) -> np.ndarray:
         """Scores of every catalogue item [B, n_items] for each history."""
         items = self.item_tower.all_items() if item_vectors is None else item_vectors
-        return tf.matmul(self.query(histories), items, transpose_b=True).numpy()
+        return tf.cast(tf.matmul(self.query(histories), items, transpose_b=True), tf.float32).numpy()
 
 
 def write_scalar(writer: tf.summary.SummaryWriter, tag: str, value: float, step: int) -> None:

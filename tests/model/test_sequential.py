@@ -89,6 +89,25 @@ def test_warm_refit_continues_from_the_chosen_model_and_leaves_it_untouched(tmp_
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
 
 
+def test_mixed_precision_trains_in_float16_with_float32_scores():
+    from models.hardware import configure_precision
+    from recflow.settings import TrainSettings
+
+    config = SequentialConfig(
+        max_len=6, dim=16, heads=2, blocks=1, dropout=0.0, learning_rate=1e-2, batch_size=32
+    )
+    try:
+        assert configure_precision(TrainSettings(mixed_precision=True)) == "mixed_float16"
+        model, _ = fit_sequential(_walks(), ATTRS, config, epochs=12)
+    finally:
+        configure_precision(TrainSettings())
+    assert isinstance(model.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+    assert model.sequence_tower.compute_dtype == "float16"
+    scores = model.scores([np.array([3, 4, 5]), np.array([10, 11])])
+    assert scores.dtype == np.float32 and np.isfinite(scores).all()
+    assert [int(np.argmax(s)) for s in scores] == [6, 12]
+
+
 def test_merge_candidates_interleaves_without_duplicates():
     merged = merge_candidates(np.array([[5, 1, 2, 9]]), np.array([[1, 7, 5, 8]]), 5)
     assert merged.tolist() == [[5, 1, 7, 2, 9]]
