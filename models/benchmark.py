@@ -425,7 +425,7 @@ def run_quality_bench(
             "replicas": strategy.num_replicas_in_sync,
             "precision": precision,
             "xla": settings.train.xla,
-            "load_average": os.getloadavg()[0],
+            "load_average": round(os.getloadavg()[0], 2),
             "tf_version": tf.__version__,
         },
     }
@@ -500,6 +500,30 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _load(result: dict) -> str:
+    value = result.get("details", {}).get("load_average")
+    return f"{value:.2f}" if isinstance(value, int | float) else "not recorded"
+
+
+def training_time_lines(results: list[dict]) -> list[str]:
+    """A markdown table of each run's pipeline training time by stage, with the machine's load."""
+    lines = [
+        "| seed | pipeline s | co-occurrence s | two-tower s | ranker s | two-tower best epoch | device | load |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        details = r.get("details", {})
+        pipeline = next((n for n, row in r["models"].items() if "->" in n), None)
+        stages = details.get(pipeline, {}).get("seconds_by_stage", {}) if pipeline else {}
+        tower = next((details[n] for n in r["models"] if n.startswith("two-tower") and "->" not in n), {})
+        lines.append(
+            f"| {r['seed']} | {r['models'][pipeline]['train_seconds'] if pipeline else ''} | "
+            f"{stages.get('cooccurrence', '')} | {stages.get('two-tower', '')} | {stages.get('ranker', '')} | "
+            f"{tower.get('best_epoch', '')} | {details.get('device', '')} | {_load(r)} |"
+        )
+    return lines
+
+
 def write_benchmark_doc(json_paths: Sequence[Path], out: Path, command: str) -> Path:
     """`docs/benchmarks.md`: the table of one or more benchmark JSON files (seeds), with the command."""
     results = [json.loads(Path(p).read_text()) for p in json_paths]
@@ -531,10 +555,14 @@ def write_benchmark_doc(json_paths: Sequence[Path], out: Path, command: str) -> 
         "`train s` is wall-clock time on the machine that ran the command, validation passes included; "
         "the re-ranker's row is the whole pipeline: co-occurrence tuning and fit, two-tower, ranker. Timings from "
         "a shared machine are noisy; 1-minute load average when each run ended: "
-        + ", ".join(str(r.get("details", {}).get("load_average", "not recorded")) for r in results)
+        + ", ".join(_load(r) for r in results)
         + ".",
         "",
         f"![HR@10 and NDCG@10 per model](benchmarks/{Path(json_paths[0]).with_suffix('.png').name})",
+        "",
+        "## Training time",
+        "",
+        *training_time_lines(results),
         "",
         "## Protocol",
         "",
