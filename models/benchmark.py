@@ -489,7 +489,7 @@ def markdown_table(results: list[dict]) -> str:
         cells = []
         for metric in METRICS:
             values = np.array([row[metric] for row in rows])
-            spread = f" ± {values.std(ddof=1):.4f}" if len(values) > 1 and values.std() > 0 else ""
+            spread = f" ± {values.std(ddof=1):.4f}" if len(values) > 1 and np.ptp(values) > 0 else ""
             cells.append(f"{values.mean():.4f}{spread}")
         seconds = [row["train_seconds"] for row in rows if row["train_seconds"] is not None]
         lines.append(
