@@ -53,8 +53,9 @@ bench-quality: install ## quality benchmark, 3 seeds, on Amazon Beauty (BEAUTY=p
 	for s in $(SEEDS); do $(RUN) recflow bench quality --dataset $(BEAUTY) --json docs/benchmarks/beauty-seed$$s.json --seed $$s || exit 1; done
 	$(RUN) recflow bench quality-doc $(foreach s,$(SEEDS),docs/benchmarks/beauty-seed$(s).json) --dataset $(BEAUTY) --out docs/benchmarks.md
 	$(RUN) recflow bench synthetic-dataset --out $(SYNTHETIC)
-	$(RUN) recflow bench quality --dataset $(SYNTHETIC) --json docs/benchmarks/synthetic-seed42.json --seed 42
-	$(RUN) recflow bench quality-doc docs/benchmarks/synthetic-seed42.json --dataset $(SYNTHETIC) --out docs/benchmarks_synthetic.md
+	for s in $(SEEDS); do $(RUN) recflow bench quality --dataset $(SYNTHETIC) --json docs/benchmarks/synthetic-seed$$s.json --seed $$s || exit 1; done
+	$(RUN) recflow bench quality-doc $(foreach s,$(SEEDS),docs/benchmarks/synthetic-seed$(s).json) --dataset $(SYNTHETIC) --out docs/benchmarks_synthetic.md \
+		--setup "recflow bench synthetic-dataset --out $(SYNTHETIC)"
 
 bench-features: install ## online feature latency, SQLite and Redis -> docs/features_bench.json
 	@bash .ci/services

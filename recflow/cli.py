@@ -115,6 +115,10 @@ def bench_quality_doc(
     dataset: Annotated[
         str, typer.Option(help="data set path shown in the commands")
     ] = "../shared/datasets/amazon-beauty",
+    setup: Annotated[
+        str | None,
+        typer.Option(help="the command that made the data set, shown first (e.g. synthetic-dataset)"),
+    ] = None,
 ) -> None:
     """Write the quality table (mean ± spread over the seeds of the JSON files) with the commands that made it."""
     import json
@@ -122,7 +126,8 @@ def bench_quality_doc(
     from models.benchmark import write_benchmark_doc
 
     seeds = [json.loads(p.read_text())["seed"] for p in json_files]
-    lines = [
+    lines = [setup] if setup else []
+    lines += [
         f"recflow bench quality --dataset {dataset} --json {p} --seed {s}"
         for p, s in zip(json_files, seeds, strict=True)
     ]
