@@ -108,6 +108,22 @@ def bench_quality(
     run_quality_bench(settings, dataset, json_out, seed=seed)
 
 
+@bench.command("refit-study")
+def bench_refit_study(
+    dataset: Annotated[Path, typer.Option(help="folder with <Name>.txt (and <Name>_item2attributes.json)")],
+    json_out: Annotated[Path, typer.Option("--json", help="write results here")],
+    epochs: Annotated[
+        int, typer.Option(help="epochs of the inner fit and of the from-scratch reference")
+    ] = 16,
+) -> None:
+    """Choose the two-tower's warm refit epochs on validation targets (nested split; no test item is read)."""
+    _settings(None, None)
+    from models.benchmark import run_refit_study
+    from models.sequential import SequentialConfig
+
+    run_refit_study(dataset, json_out, config=SequentialConfig(max_epochs=epochs))
+
+
 @bench.command("quality-doc")
 def bench_quality_doc(
     json_files: Annotated[list[Path], typer.Argument(help="JSON files of `bench quality`, one per seed")],

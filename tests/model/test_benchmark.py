@@ -124,3 +124,20 @@ def test_quality_bench_end_to_end_on_a_toy_dataset(tmp_path, tiny_settings):
     other = tmp_path / "other.json"
     other.write_text(json.dumps(saved))
     assert "No published results" in write_benchmark_doc([other], tmp_path / "o.md", "cmd").read_text()
+
+
+def test_refit_study_scores_each_variant_on_validation_targets(tmp_path):
+    from models.benchmark import run_refit_study
+
+    folder = _toy_dataset(tmp_path / "toy")
+    config = SequentialConfig(max_len=8, dim=8, heads=1, blocks=1, batch_size=32, max_epochs=2)
+    out = tmp_path / "study.json"
+    result = run_refit_study(folder, out, refit_epochs=(0, 1), learning_rates=(5e-3, 1e-3), config=config)
+    assert json.loads(out.read_text()) == result
+    assert [(v["refit_epochs"], v["learning_rate"]) for v in result["variants"]] == [
+        (0, 5e-3),
+        (1, 5e-3),
+        (1, 1e-3),
+    ]
+    for row in [*result["variants"], result["scratch"]]:
+        assert 0.0 <= row["ndcg@10"] <= row["hr@10"] <= 1.0
