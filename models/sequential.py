@@ -40,7 +40,7 @@ class SequentialConfig:
     patience: int = 2
     # warm refit epochs, chosen once on Beauty's validation targets with a nested split (fit on each
     # sequence without its last 3 items for 16 epochs, refit without its last 2, score the 2nd-last):
-    # NDCG@10 0.0555 without refit, 0.0579 with 2 epochs, 0.0617 with 4 (0.0636 retrained from scratch)
+    # `recflow bench refit-study`, results in docs/benchmarks/refit_study.json
     refit_epochs: int = 4
     seed: int = 42
 
