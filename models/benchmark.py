@@ -13,7 +13,7 @@ import numpy as np
 from rich.console import Console
 
 from models.cooccurrence import CooccurrenceModel, tune_cooccurrence
-from models.hardware import choose_strategy, configure_precision, configure_xla, device_description
+from models.hardware import choose_strategy, device_description, training_precision
 from models.sequential import (
     RankerConfig,
     SequentialConfig,
@@ -318,21 +318,16 @@ def run_quality_bench(
     config = sequential or SequentialConfig(seed=seed)
     t = time.perf_counter()
 
-    steps_per_epoch = -(-sum(len(h) >= 2 for h in train) // config.batch_size)
-
-    def validate_retrieval(model) -> float:
+    def validate_retrieval(model, epoch: int) -> float:
         items = model.item_tower.all_items()
         score = evaluate(lambda h, u: model.scores(h, items), valid)["ndcg@10"]
         console.print(
-            f"  two-tower epoch {round(int(model.optimizer.iterations.numpy()) / steps_per_epoch):3d}"
-            f"  validation NDCG@10 {score:.4f}  ({time.perf_counter() - t:5.0f}s)"
+            f"  two-tower epoch {epoch:3d}  validation NDCG@10 {score:.4f}  ({time.perf_counter() - t:5.0f}s)"
         )
         return score
 
     strategy = choose_strategy(settings.train)
-    precision = configure_precision(settings.train)  # RECFLOW_TRAIN__MIXED_PRECISION, __XLA
-    configure_xla(settings.train)
-    try:
+    with training_precision(settings.train) as precision:  # RECFLOW_TRAIN__MIXED_PRECISION, __XLA
         nn_valid, history = fit_sequential(
             train,
             attrs,
@@ -344,9 +339,6 @@ def run_quality_bench(
         nn_test = refit_sequential(
             nn_valid, refit, attrs, log_dir=run_dir / "tensorboard" / "retrieval-refit", strategy=strategy
         )
-    finally:  # the ranker and whoever runs next in this process: float32, no auto-jit
-        tf.keras.mixed_precision.set_global_policy("float32")
-        tf.config.optimizer.set_jit(False)
     seconds = time.perf_counter() - t
     save_sequential(nn_test, run_dir / "retrieval")
     items_test = nn_test.item_tower.all_items()
@@ -458,8 +450,6 @@ def run_refit_study(
     Returns (and writes as JSON): `{"dataset", "config", "variants": [{"refit_epochs",
     "learning_rate", "seconds", "hr@10", "ndcg@10"}], "scratch": {...}}`.
     """
-    from dataclasses import replace
-
     sequences, attrs, _ = benchmark_sequences(Path(dataset))
     sequences = sequences[:max_users] if max_users else sequences
     if any(len(s) < 4 for s in sequences):
@@ -482,14 +472,12 @@ def run_refit_study(
         for epochs in refit_epochs:
             if epochs == 0 and lr != learning_rates[0]:
                 continue  # no refit does not depend on the learning rate
-            chosen.config = replace(config, learning_rate=lr)
             t = time.perf_counter()
-            model = refit_sequential(chosen, outer.histories, attrs, epochs=epochs)
+            model = refit_sequential(chosen, outer.histories, attrs, epochs=epochs, learning_rate=lr)
             row = {"refit_epochs": epochs, "learning_rate": lr, "seconds": round(time.perf_counter() - t, 1)}
             row.update(score(model))
             variants.append(row)
             console.print(f"warm refit {epochs} epochs at lr {lr:g}: {row}")
-    chosen.config = config
     t = time.perf_counter()
     scratch, _ = fit_sequential(outer.histories, attrs, config, epochs=config.max_epochs)
     reference = {"epochs": config.max_epochs, "seconds": round(time.perf_counter() - t, 1), **score(scratch)}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import tensorflow as tf
@@ -77,6 +78,22 @@ def configure_xla(train: TrainSettings) -> bool:
     """
     tf.config.optimizer.set_jit("autoclustering" if train.xla else False)
     return train.xla
+
+
+@contextmanager
+def training_precision(train: TrainSettings) -> Iterator[str]:
+    """Mixed precision and XLA as `train` asks, for the fits inside the block; yields the policy name.
+
+    On leaving, the policy goes back to float32 and auto-jit off: inference, and whoever runs next
+    in this process, must not inherit them.
+    """
+    policy = configure_precision(train)
+    configure_xla(train)
+    try:
+        yield policy
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
+        tf.config.optimizer.set_jit(False)
 
 
 def device_description() -> str:

@@ -236,7 +236,7 @@ def fit_sequential(
     item_attributes: np.ndarray,
     config: SequentialConfig,
     epochs: int | None = None,
-    validate: Callable[[SequentialRetrieval], float] | None = None,
+    validate: Callable[[SequentialRetrieval, int], float] | None = None,
     log_dir: Path | None = None,
     verbose: int = 0,
     strategy: tf.distribute.Strategy | None = None,
@@ -248,8 +248,8 @@ def fit_sequential(
         item_attributes: `[n_items, n_attr]` attribute indices, 0 = none.
         config: hyperparameters.
         epochs: train exactly this many epochs (the refit); default `config.max_epochs`.
-        validate: scores the model on validation targets (higher is better), every `eval_every`
-            epochs; training stops after `patience` evaluations without improvement and the best
+        validate: `(model, epochs done) -> score` on validation targets (higher is better), every
+            `eval_every` epochs; training stops after `patience` evaluations without improvement and the best
             weights are restored.
         log_dir: TensorBoard log folder (loss per epoch, validation score).
         verbose: Keras verbosity.
@@ -261,13 +261,10 @@ def fit_sequential(
         The model and a history dict: `best_epoch`, `best_score`, `evaluations` [(epoch, score)].
     """
     tf.keras.utils.set_random_seed(config.seed)
-    with (strategy or tf.distribute.get_strategy()).scope():
-        model = SequentialRetrieval(item_attributes, config)
-        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    model = _compiled(item_attributes, config, config.learning_rate, strategy)
     data = training_dataset(histories, config, config.seed)
     total = epochs or config.max_epochs
-    writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
-    callbacks = [EpochSummary(writer)] if writer else []
+    writer, callbacks = _tensorboard(log_dir)
     evaluations: list[tuple[int, float]] = []
     best = {"epoch": total, "score": float("nan"), "weights": None}
     done = 0
@@ -277,7 +274,7 @@ def fit_sequential(
         done += step
         if validate is None:
             continue
-        score = validate(model)
+        score = validate(model, done)
         evaluations.append((done, score))
         if writer:
             write_scalar(writer, "validation/ndcg@10", score, done)
@@ -298,31 +295,52 @@ def refit_sequential(
     log_dir: Path | None = None,
     verbose: int = 0,
     strategy: tf.distribute.Strategy | None = None,
+    learning_rate: float | None = None,
 ) -> SequentialRetrieval:
     """Warm-start refit: a copy of the chosen model, trained `epochs` more epochs on `histories`.
 
     The chosen model (fitted on the training items, its epoch count picked on the validation
     targets) is left untouched; the copy continues from its weights on the refit sequences (e.g.
     training plus validation items), so it learns the newer items without the cost of training
-    from scratch again. The number of extra epochs is fixed in the config
-    (`refit_epochs`), not chosen on any target.
+    from scratch again. The default number of extra epochs is the config's `refit_epochs` (chosen
+    with `models.benchmark.run_refit_study`), at the config's learning rate unless `learning_rate`.
     """
     config = chosen.config
-    with (strategy or tf.distribute.get_strategy()).scope():
-        model = SequentialRetrieval(item_attributes, config)
+    model = _compiled(item_attributes, config, learning_rate or config.learning_rate, strategy)
+    with model.distribute_strategy.scope():
         model.sequence_tower(tf.zeros((1, config.max_len), tf.int32))  # build, then copy the weights
         model.set_weights(chosen.get_weights())
-        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     epochs = config.refit_epochs if epochs is None else epochs
     if epochs > 0:
-        writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
+        _, callbacks = _tensorboard(log_dir)
         model.fit(
             training_dataset(histories, config, config.seed + 1),
             epochs=epochs,
             verbose=verbose,
-            callbacks=[EpochSummary(writer)] if writer else [],
+            callbacks=callbacks,
         )
     return model
+
+
+def _compiled(
+    item_attributes: np.ndarray,
+    config: SequentialConfig,
+    learning_rate: float,
+    strategy: tf.distribute.Strategy | None,
+) -> SequentialRetrieval:
+    """A new model with its Adam optimizer, its variables held by `strategy` (default: the current one)."""
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = SequentialRetrieval(item_attributes, config)
+        model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate))
+    return model
+
+
+def _tensorboard(
+    log_dir: Path | None,
+) -> tuple[tf.summary.SummaryWriter | None, list[tf.keras.callbacks.Callback]]:
+    """The summary writer of `log_dir` and the callback that logs each epoch's losses there (none without)."""
+    writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
+    return writer, [EpochSummary(writer)] if writer else []
 
 
 def save_sequential(model: SequentialRetrieval, folder: Path) -> Path:

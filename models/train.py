@@ -27,7 +27,7 @@ from models.data import (
     retrieval_arrays,
 )
 from models.evaluate import compare, top_k_by_score
-from models.hardware import choose_strategy, configure_precision, configure_xla, device_description
+from models.hardware import choose_strategy, device_description, training_precision
 from models.ranking import RankingModel, build_ranking_tower
 from models.retrieval import RetrievalModel, build_candidate_tower, build_query_tower
 from recflow.settings import Settings
@@ -72,14 +72,9 @@ def train_models(settings: Settings, store: FeatureStore, verbose: int = 2) -> T
     vocab = build_vocabulary(data, config)
     log.info("%d retrieval and %d ranking examples", len(data.retrieval), len(data.ranking))
 
-    configure_precision(settings.train)
-    configure_xla(settings.train)
-    try:
+    with training_precision(settings.train):
         query_tower, candidate_tower = fit_retrieval(data, config, vocab, strategy, verbose)
         ranking_tower = fit_ranking(data, config, vocab, strategy, verbose)
-    finally:  # inference (and whoever runs next in this process) uses float32, no auto-jit
-        tf.keras.mixed_precision.set_global_policy("float32")
-        tf.config.optimizer.set_jit(False)
 
     bundle = make_bundle(data, config, vocab, query_tower, candidate_tower, ranking_tower, device)
     metrics = evaluate_bundle(bundle, data, config.k)

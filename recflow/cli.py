@@ -166,7 +166,7 @@ def bench_synthetic_dataset(
     A second data set for `bench quality`, with a different shape from Beauty, to check that the
     platform's lead does not depend on one data set.
     """
-    from recflow.data.amazon import write_amazon_sequences
+    from recflow.data.amazon import read_amazon_sequences, write_amazon_sequences
     from recflow.data.synthetic import generate
 
     settings = _settings(None, None)
@@ -177,12 +177,11 @@ def bench_synthetic_dataset(
     events = pd.concat([b["events"] for b in batches], ignore_index=True)
     catalogue = pd.concat([b["items"] for b in batches], ignore_index=True)
     txt = write_amazon_sequences(events, catalogue, out, name)
-    lines = txt.read_text().splitlines()
-    n_items = len({i for line in lines for i in line.split()[1:]})
-    lengths = [len(line.split()) - 1 for line in lines]
+    written = read_amazon_sequences(txt)  # what `bench quality` will read
+    interactions = sum(len(s) for s in written.sequences)
     typer.echo(
-        f"wrote {txt}: {len(lines)} users, {n_items} items, "
-        f"{sum(lengths)} interactions ({sum(lengths) / max(len(lines), 1):.1f} per user)"
+        f"wrote {txt}: {len(written.users)} users, {len(written.items)} items, "
+        f"{interactions} interactions ({interactions / len(written.users):.1f} per user)"
     )
 
 

@@ -67,7 +67,7 @@ def test_early_stopping_restores_the_best_epoch():
         max_len=6, dim=8, heads=1, blocks=1, batch_size=64, max_epochs=5, eval_every=1, patience=1
     )
     scores = iter([0.3, 0.5, 0.4, 0.2, 0.1])
-    _, history = fit_sequential(_walks(40), ATTRS, config, validate=lambda m: next(scores))
+    _, history = fit_sequential(_walks(40), ATTRS, config, validate=lambda m, epoch: next(scores))
     assert history["best_epoch"] == 2
     assert [e for e, _ in history["evaluations"]] == [1, 2, 3]  # stopped after one evaluation without gain
 
