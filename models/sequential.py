@@ -303,7 +303,7 @@ def refit_sequential(
     targets) is left untouched; the copy continues from its weights on the refit sequences (e.g.
     training plus validation items), so it learns the newer items without the cost of training
     from scratch again. The default number of extra epochs is the config's `refit_epochs` (chosen
-    with `models.benchmark.run_refit_study`), at the config's learning rate unless `learning_rate`.
+    with `benchmarks.quality.run_refit_study`), at the config's learning rate unless `learning_rate`.
     """
     config = chosen.config
     model = _compiled(item_attributes, config, learning_rate or config.learning_rate, strategy)

@@ -7,7 +7,7 @@ each column with an effect size that does not grow with the sample: the normed W
 (categorical columns). A column drifts when its distance reaches its threshold; the batch drifts when
 the share of drifted columns reaches `monitoring.drift_share_threshold`.
 
-How the thresholds were calibrated: `monitoring.calibrate.calibration_table` replays simulated days
+How the thresholds were calibrated: `benchmarks.drift_calibration.calibration_table` replays simulated days
 without injected drift (and, for contrast, with it) and records every column's distance per day. The
 thresholds in `MonitoringSettings` sit above the largest no-drift distance seen with a safety margin,
 and the share threshold asks for several columns at once, so one noisy column never alarms alone.

@@ -103,7 +103,7 @@ def bench_quality(
 ) -> None:
     """Leave-one-out full-ranking benchmark (HR@K, NDCG@K) of baselines and the platform's models."""
     settings = _settings(None, home)
-    from models.benchmark import run_quality_bench
+    from benchmarks.quality import run_quality_bench
 
     run_quality_bench(settings, dataset, json_out, seed=seed)
 
@@ -118,7 +118,7 @@ def bench_refit_study(
 ) -> None:
     """Choose the two-tower's warm refit epochs on validation targets (nested split; no test item is read)."""
     _settings(None, None)
-    from models.benchmark import run_refit_study
+    from benchmarks.quality import run_refit_study
     from models.sequential import SequentialConfig
 
     run_refit_study(dataset, json_out, config=SequentialConfig(max_epochs=epochs))
@@ -139,7 +139,7 @@ def bench_quality_doc(
     """Write the quality table (mean ± spread over the seeds of the JSON files) with the commands that made it."""
     import json
 
-    from models.benchmark import write_benchmark_doc
+    from benchmarks.quality import write_benchmark_doc
 
     seeds = [json.loads(p.read_text())["seed"] for p in json_files]
     lines = [setup] if setup else []
@@ -193,7 +193,7 @@ def bench_features(
 ) -> None:
     """Online feature latency (user, user + 100 items) on SQLite and Redis."""
     settings = _settings(None, home)
-    from features.bench import run_feature_bench
+    from benchmarks.features import run_feature_bench
 
     run_feature_bench(settings, json_out, lookups=lookups)
 
@@ -207,7 +207,7 @@ def bench_serving(
 ) -> None:
     """Open-loop load test of POST /recommend on loopback, then the highest rate meeting the p99 target."""
     settings = _settings(None, home)
-    from serving.bench import run_serving_bench
+    from benchmarks.serving import run_serving_bench
 
     run_serving_bench(settings, json_out, rate=rate, duration=duration)
 
@@ -215,7 +215,7 @@ def bench_serving(
 @bench.command("scale")
 def bench_scale(
     json_out: Annotated[Path, typer.Option("--json", help="write results here (the PNG goes beside it)")],
-    sizes: Annotated[str, typer.Option(help="comma-separated sizes from flows.scale.SIZES")] = "s,m,l",
+    sizes: Annotated[str, typer.Option(help="comma-separated sizes from benchmarks.scale.SIZES")] = "s,m,l",
     catalogues: Annotated[str, typer.Option(help="comma-separated catalogue sizes for the index")] = (
         "10000,100000,1000000"
     ),
@@ -225,7 +225,7 @@ def bench_scale(
 ) -> None:
     """Cost growth: every stage timed at growing users/items/events, serving p99 as the catalogue grows."""
     settings = _settings(None, home)
-    from flows.scale import run_scale_bench
+    from benchmarks.scale import run_scale_bench
 
     run_scale_bench(
         settings,
@@ -276,7 +276,7 @@ def bench_drift_calibration(
 ) -> None:
     """Per-column drift distances on simulated days without and with drift, next to the thresholds."""
     settings = _settings(profile, home)
-    from monitoring.calibrate import run_calibration
+    from benchmarks.drift_calibration import run_calibration
 
     command = f"recflow bench drift-calibration --json {json_out} --drift-day {drift_day}"
     run_calibration(

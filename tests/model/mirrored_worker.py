@@ -49,7 +49,7 @@ def sequential_metrics() -> dict:
     """The benchmark's sequential two-tower on toy walks (next item = last + 1), under both strategies."""
     import numpy as np
 
-    from models.benchmark import Split, evaluate
+    from benchmarks.quality import Split, evaluate
     from models.sequential import SequentialConfig, fit_sequential
 
     rng = np.random.default_rng(0)

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from monitoring.calibrate import land_validated
+from benchmarks.drift_calibration import land_validated
 from monitoring.drift import detect_drift
 from monitoring.frames import (
     CATEGORICAL_COLUMNS,

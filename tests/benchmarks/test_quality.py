@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from models.benchmark import (
+from benchmarks.quality import (
     Split,
     evaluate,
     leave_one_out,
@@ -127,7 +127,7 @@ def test_quality_bench_end_to_end_on_a_toy_dataset(tmp_path, tiny_settings):
 
 
 def test_refit_study_scores_each_variant_on_validation_targets(tmp_path):
-    from models.benchmark import run_refit_study
+    from benchmarks.quality import run_refit_study
 
     folder = _toy_dataset(tmp_path / "toy")
     config = SequentialConfig(max_len=8, dim=8, heads=1, blocks=1, batch_size=32, max_epochs=2)

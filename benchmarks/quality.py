@@ -131,74 +131,15 @@ def ranks_from_lists(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- the benchmark command
 
-PUBLISHED: dict[str, dict[str, float]] = {
-    "PopRec": {
-        "hr@5": 0.0080,
-        "ndcg@5": 0.0044,
-        "hr@10": 0.0152,
-        "ndcg@10": 0.0068,
-        "hr@20": 0.0217,
-        "ndcg@20": 0.0084,
-    },
-    "GRU4Rec": {
-        "hr@5": 0.0164,
-        "ndcg@5": 0.0099,
-        "hr@10": 0.0283,
-        "ndcg@10": 0.0137,
-        "hr@20": 0.0479,
-        "ndcg@20": 0.0187,
-    },
-    "Caser": {
-        "hr@5": 0.0205,
-        "ndcg@5": 0.0131,
-        "hr@10": 0.0347,
-        "ndcg@10": 0.0176,
-        "hr@20": 0.0556,
-        "ndcg@20": 0.0229,
-    },
-    "SASRec": {
-        "hr@5": 0.0387,
-        "ndcg@5": 0.0249,
-        "hr@10": 0.0605,
-        "ndcg@10": 0.0318,
-        "hr@20": 0.0902,
-        "ndcg@20": 0.0394,
-    },
-    "BERT4Rec": {
-        "hr@5": 0.0203,
-        "ndcg@5": 0.0124,
-        "hr@10": 0.0347,
-        "ndcg@10": 0.0170,
-        "hr@20": 0.0599,
-        "ndcg@20": 0.0233,
-    },
-    "HGN": {
-        "hr@5": 0.0325,
-        "ndcg@5": 0.0206,
-        "hr@10": 0.0512,
-        "ndcg@10": 0.0266,
-        "hr@20": 0.0773,
-        "ndcg@20": 0.0332,
-    },
-    "FDSA": {
-        "hr@5": 0.0267,
-        "ndcg@5": 0.0163,
-        "hr@10": 0.0407,
-        "ndcg@10": 0.0208,
-        "hr@20": 0.0656,
-        "ndcg@20": 0.0270,
-    },
-    "S3-Rec": {
-        "hr@5": 0.0387,
-        "ndcg@5": 0.0244,
-        "hr@10": 0.0647,
-        "ndcg@10": 0.0327,
-        "hr@20": 0.0994,
-        "ndcg@20": 0.0414,
-    },
-}
-PUBLISHED_DATASET = "Beauty"
-PUBLISHED_SOURCE = "S3-Rec, Zhou et al., CIKM 2020 (arXiv 2008.07873), full-ranking table, Amazon Beauty"
+PUBLISHED_FILE = Path(__file__).parent / "published" / "beauty.json"
+"""Published full-ranking results on Amazon Beauty, with their source (a data file, not code)."""
+
+
+def published_results() -> dict:
+    """`{"dataset", "source", "url", "protocol", "models": {name: {metric: value}}}` from `PUBLISHED_FILE`."""
+    return json.loads(PUBLISHED_FILE.read_text())
+
+
 PROTOCOL = (
     "Leave-one-out by order: each user's last item is the test target, the second-to-last the "
     "validation target, the rest is training history. Full ranking over every item of the catalogue "
@@ -398,8 +339,9 @@ def run_quality_bench(
         seconds_by_stage={k: round(v, 1) for k, v in stages.items()},
     )
 
-    published = find_sequence_file(dataset).stem == PUBLISHED_DATASET  # the table is Beauty's only
-    for name, metrics in PUBLISHED.items() if published else ():
+    table = published_results()
+    published = find_sequence_file(dataset).stem == table["dataset"]  # the table is Beauty's only
+    for name, metrics in table["models"].items() if published else ():
         models[f"{name} (published)"] = {"kind": "reference", **metrics, "train_seconds": None}
 
     result = {
@@ -411,7 +353,7 @@ def run_quality_bench(
         "models": models,
         "details": {
             **details,
-            "published_source": PUBLISHED_SOURCE if published else None,
+            "published_source": table["source"] if published else None,
             "subsample_users": max_users,
             "device": device_description(),
             "replicas": strategy.num_replicas_in_sync,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows.scale import (
+from benchmarks.scale import (
     BEGIN,
     DEFAULT_SIZES,
     END,

@@ -337,7 +337,7 @@ def bench_catalogue(settings: Settings, n_items: int, rate: float, requests: int
         if n_items > FULL_BUILD_MAX_ITEMS:
             nlist = max(1, min(int(4 * np.sqrt(n_items)), n_items // 39))
             builder = (
-                f"flows.scale._ivf_index: serving.index's recipe (nlist {nlist}) with k-means on a sample of "
+                f"benchmarks.scale._ivf_index: serving.index's recipe (nlist {nlist}) with k-means on a sample of "
                 f"{40 * nlist:,} items and 10 iterations; build_index's k-means on all {n_items:,} items "
                 f"(~{2 * 25 * n_items * nlist * dim:.1e} flops) is beyond this benchmark's time budget"
             )
@@ -348,7 +348,7 @@ def bench_catalogue(settings: Settings, n_items: int, rate: float, requests: int
             index, build_seconds = _timed(build_index, items, ivf_settings, queries[:500])
     except AttributeError as e:  # a serving.index bug must not hide the measurement: say so in the JSON
         console.print(f"[yellow]serving.index.build_index failed ({e}); timing the same IVF recipe here[/]")
-        builder = f"flows.scale._ivf_index (serving.index.build_index raised AttributeError: {e})"
+        builder = f"benchmarks.scale._ivf_index (serving.index.build_index raised AttributeError: {e})"
         index, build_seconds = _timed(_ivf_index, items, ivf_settings, queries[:500])
     exact = faiss.IndexFlatIP(dim)
     _, flat_seconds = _timed(exact.add, items)
