@@ -6,13 +6,13 @@ the item's brand and sub-categories mixed in one anonymous id space). This is th
 S3-Rec benchmark files (e.g. Amazon Beauty). The files carry no timestamps, no prices and no user
 profile, so the platform schema is filled as follows:
 
-* events: each (user, item) entry becomes a `view` and, 30 seconds later in the same session, a
-  `purchase` (a review follows a purchase; the view keeps the platform's funnel features and
-  ranking labels defined); the timestamps are synthesised: a user's k-th of n items lands on day `floor(k * n_days / n)` of the
-  `settings.data` window, at a time that increases with k, so every user's order is kept and the
-  last item always falls on the last day;
+* events: each (user, item) entry becomes one `purchase` (a review follows a purchase; the files
+  hold no views or carts, so the data set is purchase-only); the timestamps are synthesised: a
+  user's k-th of n items lands on day `floor(k * n_days / n)` of the `settings.data` window, at a
+  time that increases with k, so every user's order is kept and the last item always falls on the
+  last day;
 * items: `category` is the item's most frequent attribute (over the catalogue), `brand` its least
-  frequent one (a heuristic: the attributes are anonymous); `price` is a placeholder of
+  frequent one (a heuristic: the attributes are anonymous), `tags` all of its attributes; `price` is a placeholder of
   `PLACEHOLDER_PRICE` (> 0, the files have no prices); every item exists before the first day;
 * users: `region` and `age_band` are `"unknown"`; every user signed up before the first day.
 """
@@ -33,7 +33,6 @@ from recflow.data.schema import conform
 from recflow.settings import Settings
 
 PLACEHOLDER_PRICE = 1.0
-PURCHASE_DELAY_SECONDS = 30
 UNKNOWN = "unknown"
 
 
@@ -125,15 +124,16 @@ def amazon_items(data: AmazonSequences, created: datetime) -> pd.DataFrame:
         attrs = sorted(data.attributes.get(item, []), key=lambda a: (-freq[a], a))
         category = f"attr{attrs[0]}" if attrs else UNKNOWN
         brand = f"attr{attrs[-1]}" if len(attrs) > 1 else UNKNOWN
-        rows.append((item, category, brand))
-    items = pd.DataFrame(rows, columns=["item_id", "category", "brand"])
+        tags = "|".join(f"attr{a}" for a in attrs) or None
+        rows.append((item, category, brand, tags))
+    items = pd.DataFrame(rows, columns=["item_id", "category", "brand", "tags"])
     items["price"] = PLACEHOLDER_PRICE
     items["created_date"] = created
     return conform(items, "items")
 
 
 def amazon_events(data: AmazonSequences, start: date, n_days: int) -> pd.DataFrame:
-    """Every interaction as a view then a purchase event, with synthesised, per-user increasing timestamps."""
+    """Every interaction as a purchase event, with synthesised, per-user increasing timestamps."""
     lengths = np.array([len(s) for s in data.sequences])
     user = np.repeat(np.array(data.users, dtype=object), lengths)
     item = np.concatenate([np.array(s, dtype=object) for s in data.sequences]) if len(lengths) else []
@@ -144,13 +144,9 @@ def amazon_events(data: AmazonSequences, start: date, n_days: int) -> pd.DataFra
     seconds = 8 * 3600 + pos * 60  # a minute apart, so order within one day is kept too
     base = pd.Timestamp(datetime.combine(start, datetime.min.time(), tzinfo=UTC))
     when = base + pd.to_timedelta(day, unit="D") + pd.to_timedelta(seconds, unit="s")
-    views = pd.DataFrame(
-        {"user_id": user, "item_id": item, "event_type": "view", "timestamp": when, "day": day}
+    events = pd.DataFrame(
+        {"user_id": user, "item_id": item, "event_type": "purchase", "timestamp": when, "day": day}
     )
-    bought = views.assign(
-        event_type="purchase", timestamp=when + pd.Timedelta(seconds=PURCHASE_DELAY_SECONDS)
-    )
-    events = pd.concat([views, bought], ignore_index=True)
     events["session_id"] = "s" + events["day"].astype(str).str.zfill(4) + "-" + events["user_id"].astype(str)
     return events.sort_values(["timestamp", "user_id"], kind="stable").reset_index(drop=True)
 

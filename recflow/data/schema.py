@@ -20,7 +20,9 @@ ITEM_COLUMNS: dict[str, str] = {
     "brand": "string",
     "price": "float64",
     "created_date": "datetime64[us, UTC]",
+    "tags": "string",
 }
+"""`tags`: further attributes of the item ('|'-separated, e.g. sub-categories or style), null when none."""
 USER_COLUMNS: dict[str, str] = {
     "user_id": "string",
     "signup_date": "datetime64[us, UTC]",

@@ -71,6 +71,7 @@ def build_world(cfg: DataSettings, seed: int) -> World:
             "brand": [f"brand{b:03d}" for b in item_brand],
             "price": price,
             "created_date": [start + timedelta(days=int(d)) for d in created],
+            "tags": None,  # the synthetic catalogue has no attributes beyond category and brand
         }
     )
 
