@@ -163,7 +163,11 @@ def push_user_events(
             if not sequence or sequence[-1] != item:  # a run on one item is one interaction
                 sequence.append(item)
         rows.append(
-            {"user_id": user_id, "event_timestamp": mine["timestamp"].max(), "recent_items": sequence[-length:]}
+            {
+                "user_id": user_id,
+                "event_timestamp": mine["timestamp"].max(),
+                "recent_items": sequence[-length:],
+            }
         )
     pushed = pd.DataFrame(rows)
     store.push(USER_EVENTS_PUSH, pushed, to=PushMode.ONLINE)

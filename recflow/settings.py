@@ -150,7 +150,9 @@ class MonitoringSettings(BaseModel):
     )
     stattest_threshold: float | None = None
     promotion_margin: float = Field(
-        0.0, ge=0, description="relative NDCG@K gain a challenger needs over the champion on the held-out days"
+        0.0,
+        ge=0,
+        description="relative NDCG@K gain a challenger needs over the champion on the held-out days",
     )
     reference_days: int = Field(
         2, gt=0, description="newest days of the training window used as the drift reference"

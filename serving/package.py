@@ -93,7 +93,9 @@ def save_to_model_store(settings: Settings, bundle_path: Path, metadata: dict) -
         labels.update({f"feature_service_{k}": str(v) for k, v in services.items()})
     with bentoml_stores(settings), bentoml.models.create(MODEL_NAME, metadata=full, labels=labels) as model:
         # the validation package beside it is the gate's, not the service's
-        shutil.copytree(bundle_path, Path(model.path) / BUNDLE_DIR, ignore=shutil.ignore_patterns(VALIDATION_DIR))
+        shutil.copytree(
+            bundle_path, Path(model.path) / BUNDLE_DIR, ignore=shutil.ignore_patterns(VALIDATION_DIR)
+        )
     return str(model.tag)
 
 

@@ -63,7 +63,9 @@ class Recommender:
 
     def __post_init__(self) -> None:
         embeddings = self.bundle.item_embeddings
-        self.unit_embeddings = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+        self.unit_embeddings = embeddings / np.maximum(
+            np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12
+        )
 
     # ---- loading ---------------------------------------------------------------------------------
     @classmethod
@@ -110,7 +112,9 @@ class Recommender:
         t = time.perf_counter()
         if user is None:
             rows = self.scorer.popular_rows(region)[:k]
-            ranked = Ranked(np.array(rows), np.array([1.0 / (i + 1) for i in range(len(rows))]), ["popular"] * len(rows))
+            ranked = Ranked(
+                np.array(rows), np.array([1.0 / (i + 1) for i in range(len(rows))]), ["popular"] * len(rows)
+            )
             self._mark("score", t)
             self._mark("total", start)
             return self.response(user_id, ranked, [], fallback=True, region=region)
@@ -162,7 +166,9 @@ class Recommender:
         sims[row] = -np.inf
         top = np.argsort(-sims, kind="stable")[:k]
         items = [
-            ScoredItem(item_id=str(self.bundle.item_ids[r]), score=float(sims[r]), reason=f"similar to {item_id}")
+            ScoredItem(
+                item_id=str(self.bundle.item_ids[r]), score=float(sims[r]), reason=f"similar to {item_id}"
+            )
             for r in top
         ]
         return SimilarItemsResponse(item_id=item_id, items=items, model=self.tag)
