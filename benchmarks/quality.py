@@ -96,11 +96,6 @@ def popularity_scores(items: Sequence[np.ndarray], n_items: int) -> np.ndarray:
     return np.bincount(flat, minlength=n_items).astype(np.float64)
 
 
-def ranks_from_lists(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """0-based rank of each target in its ranked list [B, C]; C when it is absent."""
-    return ranks_in_lists(ranked, targets)
-
-
 # ---------------------------------------------------------------- the benchmark command
 
 PUBLISHED_FILE = Path(__file__).parent / "published" / "beauty.json"
@@ -280,7 +275,7 @@ def run_quality_bench(
     scorer = BatchScorer(fitted.serving, serving=ServingSettings(index="flat"))
     ranked = scorer.rank(refit, [np.unique(h) for h in refit], None, max(KS))
     lists = np.array([r.rows for r in ranked])
-    ranks = ranks_from_lists(lists, test.targets)
+    ranks = ranks_in_lists(lists, test.targets)
     stages = fitted.stages
     report(
         "platform",

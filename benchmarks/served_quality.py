@@ -28,10 +28,12 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from benchmarks.docs import replace_block
 from recflow.data.amazon import find_sequence_file, read_amazon_sequences
 from recflow.settings import Settings, load_settings
 
 K = 10
+DOC = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 
 
 def hold_back_last_items(dataset: Path, folder: Path) -> dict[str, str]:
@@ -138,6 +140,7 @@ def run_served_quality_bench(
     json_out: Path,
     concurrency: int = 8,
     home: Path | None = None,
+    doc: Path | None = DOC,
 ) -> dict:
     """Hold back, run, serve, ask, score (see the module docstring); write and return the JSON.
 
@@ -148,6 +151,7 @@ def run_served_quality_bench(
         concurrency: requests in flight against the service.
         home: keep the trained platform here (e.g. for `recflow bench serving --home`); default a
             temporary folder, removed at the end.
+        doc: the Markdown file whose `served-quality` block gets the figures (None: none).
 
     Returns:
         `{"dataset", "users", "hr@10", "ndcg@10", "failed", "fallback", "train_seconds",
@@ -229,7 +233,33 @@ def run_served_quality_bench(
         f"recflow run {result['train_seconds']:.0f}s"
     )
     console.print(f"wrote {json_out} and {json_out.with_suffix('.png')}")
+    if doc is not None:
+        write_doc_figures(result, doc)
     return result
+
+
+def write_doc_figures(result: dict, doc: Path) -> None:
+    """This run's figures into the `served-quality` block of `doc` (docs/models.md)."""
+    d = result["details"]
+    replace_block(
+        doc,
+        "served-quality",
+        [
+            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `{d['command']}` "
+            f"({result['users']} users, {d['cpu_count']} CPUs, load average {d['load_average']}):",
+            "",
+            "| | HR@10 | NDCG@10 |",
+            "|---|---:|---:|",
+            f"| served over HTTP | {result['hr@10']:.4f} | {result['ndcg@10']:.4f} |",
+            f"| in process (batch scorer) | {result['in_process']['hr@10']:.4f} | {result['in_process']['ndcg@10']:.4f} |",
+            "",
+            f"{d['identical_lists']} of {result['users']} lists identical; failed {result['failed']}, fallback "
+            f"{result['fallback']}; {result['requests_per_second']} req/s at concurrency {d['concurrency']}, "
+            f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; `recflow run` {result['train_seconds']:.0f} s "
+            f"({', '.join(f'{k} {v:.0f}' for k, v in d['run_seconds_by_stage'].items())}); ranker serving: "
+            f"{(d.get('stages') or {}).get('ranker', {}).get('serving')}.",
+        ],
+    )
 
 
 def write_chart(result: dict, path: Path) -> Path:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.docs import replace_block
 from recflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,6 @@ STEP_S = 10.0
 STEP_RATES = (150.0, 200.0, 250.0, 300.0, 400.0, 500.0, 600.0, 800.0)
 DOC = Path(__file__).resolve().parents[1] / "docs" / "serving.md"
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
-DOC_START, DOC_END = "<!-- bench:serving:start -->", "<!-- bench:serving:end -->"
 UNKNOWN_SHARE = 0.05  # share of requests for users the shop has never seen (cold start)
 
 
@@ -262,8 +262,6 @@ def print_table(result: dict) -> None:
 
 def write_doc_figures(result: dict, doc: Path) -> None:
     """Replace the figures between the bench markers of `doc` with this run's (the doc is never hand-typed)."""
-    if not doc.exists() or DOC_START not in (text := doc.read_text()):
-        return
     rows = [
         "| rate req/s | seconds | requests | errors | achieved req/s | p50 ms | p95 ms | p99 ms |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -273,19 +271,18 @@ def write_doc_figures(result: dict, doc: Path) -> None:
             f"| {r['rate_rps']:g} | {r['duration_s']:g} | {r['requests']} | {r['errors']} | {r['achieved_rps']:g} "
             f"| {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} |"
         )
-    body = "\n".join(
+    replace_block(
+        doc,
+        "serving",
         [
-            DOC_START,
             f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `{result['command']}`",
             f"(model `{result['model']}`, {result['n_items']} items, {result['workers']} worker(s), "
-            f"{result['cpu_count']} CPUs, load average before/after {result['load_avg_1m']}):",
+            f"{result['cpu_count']} CPUs, load average before/after {result['load_avg_1m']}, load from "
+            f"{result['load_tool']}):",
             "",
             *rows,
             "",
             f"`max_rps` (p99 <= {result['p99_target_ms']:g} ms, zero errors): **{result['max_rps']:g}**; "
             f"`in_process_p50_ms`: **{result['in_process_p50_ms']}** (same pipeline, no HTTP).",
-            DOC_END,
-        ]
+        ],
     )
-    start, end = text.index(DOC_START), text.index(DOC_END) + len(DOC_END)
-    doc.write_text(text[:start] + body + text[end:])

@@ -19,7 +19,9 @@ import numpy as np
 KS: tuple[int, ...] = (5, 10, 20)
 
 
-def ranking_metrics(tops: Sequence[Sequence], relevant: Sequence[Collection], k: int) -> dict[str, float]:
+def ranking_metrics(
+    tops: Sequence[Sequence] | np.ndarray, relevant: Sequence[Collection], k: int
+) -> dict[str, float]:
     """Mean HR@k, Recall@k and NDCG@k of aligned lists and relevant sets (users without relevant items count 0).
 
     Returns:
@@ -38,7 +40,7 @@ def ranking_metrics(tops: Sequence[Sequence], relevant: Sequence[Collection], k:
 
 
 def per_user_metrics(
-    tops: Sequence[Sequence], relevant: Sequence[Collection], k: int
+    tops: Sequence[Sequence] | np.ndarray, relevant: Sequence[Collection], k: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each user's HR@k, Recall@k and NDCG@k (see `ranking_metrics`), as three arrays."""
     if len(tops) != len(relevant):

@@ -253,13 +253,13 @@ def fit_pipeline(
         scorer = BatchScorer(
             validation, serving=ServingSettings(index="flat"), item_features=data.item_features
         )
-        ranked = scorer.rank(
+        served = scorer.rank(
             [data.valid_history[u] for u in report],
             [data.valid_exclude[u] for u in report],
             None if users_features is None else users_features[report],
             k,
         )
-        metrics["model"] = _metrics([r.rows for r in ranked], targets(report), k)
+        metrics["model"] = _metrics([r.rows for r in served], targets(report), k)
         popular = np.argsort(-validation.popularity, kind="stable")
         tops = []
         for u in report:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -58,7 +59,9 @@ class RankerConfig:
     def from_dict(cls, values: dict) -> RankerConfig:
         """Rebuild from `asdict` output (lists back to tuples); unknown keys are ignored."""
         known = cls.__dataclass_fields__
-        kept = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in known}
+        kept: dict[str, Any] = {
+            k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in known
+        }
         return cls(**kept)
 
 

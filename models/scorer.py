@@ -176,7 +176,7 @@ class BatchScorer:
         for lo in range(0, len(histories), self.batch_size):
             hi = min(lo + self.batch_size, len(histories))
             users = None if user_features is None else user_features[lo:hi]
-            cands = self.candidates(histories[lo:hi], exclude[lo:hi], users)
+            cands = self._candidates(histories[lo:hi], exclude[lo:hi], users)
             order, scores = self._order(cands)
             for b in range(hi - lo):
                 region = regions[lo + b] if regions is not None else None
@@ -186,7 +186,21 @@ class BatchScorer:
     def candidates(
         self, histories: Sequence[np.ndarray], exclude: Sequence[np.ndarray], user_features: np.ndarray | None
     ) -> Candidates:
-        """Merged candidates of both sources and the ranker's features for them (steps 1-3)."""
+        """Merged candidates of both sources and the ranker's features for them (steps 1-3), in batches."""
+        parts = []
+        for lo in range(0, len(histories), self.batch_size):
+            hi = min(lo + self.batch_size, len(histories))
+            users = None if user_features is None else user_features[lo:hi]
+            parts.append(self._candidates(histories[lo:hi], exclude[lo:hi], users))
+        if len(parts) <= 1:
+            return parts[0] if parts else self._candidates(histories, exclude, user_features)
+        return Candidates(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in Candidates.__dataclass_fields__)
+        )
+
+    def _candidates(
+        self, histories: Sequence[np.ndarray], exclude: Sequence[np.ndarray], user_features: np.ndarray | None
+    ) -> Candidates:
         n_items, c = len(self.bundle.catalogue), self.n_candidates
         b = len(histories)
         histories = [np.asarray(h, np.int32) for h in histories]
@@ -312,7 +326,8 @@ class BatchScorer:
         if limit is None:
             return np.arange(min(k, len(rows)))
         categories = self.bundle.catalogue.categories
-        kept, per = [], {}
+        kept: list[int] = []
+        per: dict[str, int] = {}
         for i, row in enumerate(rows):
             category = categories[row]
             if category and per.get(category, 0) >= limit:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,9 @@ from models.scorer import BatchScorer, Query, Ranked
 from recflow.settings import Settings
 from serving.purchases import Purchases
 from serving.schemas import RecommendResponse, ScoredItem, SimilarItemsResponse
+
+if TYPE_CHECKING:
+    from features.online import OnlineFeatures
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,7 @@ class Recommender:
 
     bundle: ModelBundle
     scorer: BatchScorer
-    features: object | None
+    features: OnlineFeatures | None
     settings: Settings
     tag: str
     metadata: dict
@@ -73,7 +77,7 @@ class Recommender:
         cls,
         settings: Settings,
         bundle_path: Path,
-        features: object | None,
+        features: OnlineFeatures | None,
         tag: str = "local",
         metadata: dict | None = None,
         purchases: Purchases | None = None,
@@ -89,7 +93,7 @@ class Recommender:
 
     @classmethod
     def from_model_store(
-        cls, settings: Settings, tag: str, features: object | None, purchases: Purchases | None = None
+        cls, settings: Settings, tag: str, features: OnlineFeatures | None, purchases: Purchases | None = None
     ) -> Recommender:
         """Load a packaged model by its BentoML tag."""
         from serving.package import model_info
@@ -222,11 +226,11 @@ class Recommender:
             self.observe(stage, time.perf_counter() - since)
 
 
-def item_matrix(bundle: ModelBundle, features: object | None) -> np.ndarray | None:
+def item_matrix(bundle: ModelBundle, features: OnlineFeatures | None) -> np.ndarray | None:
     """The bundle's online item features [n_items, n] in catalogue order, from the feature reader."""
     if features is None or not bundle.item_features:
         return None
-    frame: pd.DataFrame = features.items(list(bundle.item_ids))
+    frame = features.items(list(bundle.item_ids))
     out = np.full((len(bundle.catalogue), len(bundle.item_features)), np.nan, np.float32)
     for j, name in enumerate(bundle.item_features):
         if name in frame.columns:

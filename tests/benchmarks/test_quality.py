@@ -14,13 +14,13 @@ from benchmarks.quality import (
     markdown_table,
     metrics_from_ranks,
     popularity_scores,
-    ranks_from_lists,
     run_quality_bench,
     target_ranks,
     write_benchmark_doc,
 )
 from models.config import PipelineConfig
 from models.cooccurrence import CooccurrenceModel, CooccurrenceParams
+from models.evaluate import ranks_in_lists
 from models.ranker import RankerConfig
 from models.sequential import SequentialConfig
 
@@ -67,7 +67,7 @@ def test_popularity_published_counts_test_items_by_construction():
 
 def test_ranks_from_lists():
     ranked = np.array([[3, 1, 2], [0, 2, 1]])
-    assert ranks_from_lists(ranked, np.array([2, 5])).tolist() == [2, 3]
+    assert ranks_in_lists(ranked, np.array([2, 5])).tolist() == [2, 3]
 
 
 def test_cooccurrence_follows_the_sequence():

@@ -26,7 +26,10 @@ def test_hold_back_writes_every_sequence_but_its_last_item(tmp_path):
 def test_served_quality_end_to_end_on_a_toy_dataset(tmp_path, tiny_settings):
     folder = _toy_dataset(tmp_path / "toy", n_users=150, n_items=40)
     out = tmp_path / "served.json"
-    result = run_served_quality_bench(tiny_settings, folder, out, concurrency=4)
+    doc = tmp_path / "models.md"
+    doc.write_text("# figures\n<!-- bench:served-quality:start -->\n<!-- bench:served-quality:end -->\n")
+    result = run_served_quality_bench(tiny_settings, folder, out, concurrency=4, doc=doc)
+    assert f"| served over HTTP | {result['hr@10']:.4f} |" in doc.read_text()
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(result))
     fields = {"dataset", "users", "hr@10", "ndcg@10", "failed", "fallback", "train_seconds"}
