@@ -71,6 +71,24 @@ def scale_numeric(values: np.ndarray) -> np.ndarray:
     return (np.sign(values) * np.log1p(np.abs(values))).astype(np.float32)
 
 
+MIN_STD = 0.05
+"""Standardisation never divides by less than this (features are log-compressed first)."""
+CONSTANT_STD = 1e-4
+"""A feature whose training values vary less than this carries nothing to learn: the ranker ignores it.
+
+Without this, a feature that is constant in training (every user's tenure on an Amazon set whose
+users all signed up before its first day) is divided by ~0 and any other value at serving time (the
+tenure a few days later) becomes an enormous input that scrambles the order.
+"""
+
+
+def standardisation(mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(shift, scale) of the ranker's input: x -> (x - shift) * scale, constant features scaled by 0."""
+    std = np.sqrt(np.maximum(np.asarray(var, np.float64), 0.0))
+    scale = np.where(std < CONSTANT_STD, 0.0, 1.0 / np.maximum(std, MIN_STD))
+    return np.asarray(mean, np.float32), scale.astype(np.float32)
+
+
 class CandidateRanker(tfrs.Model):
     """DCN-v2 over candidate features [B, C, F] -> logits [B, C] (see the module docstring)."""
 
@@ -79,8 +97,9 @@ class CandidateRanker(tfrs.Model):
         self.config = config
         self.n_features = len(feature_mean)
         self.feature_mean = np.asarray(feature_mean, np.float32)
-        self.feature_var = np.maximum(np.asarray(feature_var, np.float32), 1e-6)
-        self.norm = tf.keras.layers.Normalization(mean=self.feature_mean, variance=self.feature_var)
+        self.feature_var = np.asarray(feature_var, np.float32)
+        shift, scale = standardisation(self.feature_mean, self.feature_var)
+        self.shift, self.scale = tf.constant(shift), tf.constant(scale)
         self.cross = [tfrs.layers.dcn.Cross() for _ in range(config.cross_layers)]
         self.deep = tf.keras.Sequential([tf.keras.layers.Dense(h, activation="relu") for h in config.hidden])
         self.out = tf.keras.layers.Dense(1)
@@ -89,7 +108,7 @@ class CandidateRanker(tfrs.Model):
     def call(self, features: tf.Tensor) -> tf.Tensor:
         """Features [B, C, F] -> logits [B, C]."""
         shape = tf.shape(features)
-        x0 = self.norm(tf.reshape(features, [-1, self.n_features]))
+        x0 = (tf.reshape(features, [-1, self.n_features]) - self.shift) * self.scale
         x = x0
         for layer in self.cross:
             x = layer(x0, x)

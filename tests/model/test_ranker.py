@@ -40,3 +40,18 @@ def test_early_stopping_keeps_the_best_epoch_and_no_positive_is_an_error():
     assert history["best_epoch"] == 2 and [e for e, _ in history["evaluations"]] == [1, 2, 3, 4]
     with pytest.raises(ValueError, match="nothing to train the ranker on"):
         fit_ranker(feats, np.zeros_like(labels), RankerConfig())
+
+
+def test_a_feature_constant_in_training_cannot_scramble_the_order_later():
+    """Every user's tenure was 6 days at training time; 8 days at serving time must change nothing."""
+    rng = np.random.default_rng(2)
+    feats = rng.normal(size=(200, 20, 2)).astype(np.float32)
+    feats[:, :, 1] = np.log1p(6.0)  # constant in training
+    target = feats[:, :, 0].argmax(axis=1)
+    labels = np.zeros((200, 20), np.float32)
+    labels[np.arange(200), target] = 1.0
+    model, _ = fit_ranker(feats, labels, RankerConfig(learning_rate=1e-2, batch_size=32), epochs=10)
+    later = feats.copy()
+    later[:, :, 1] = np.log1p(8.0)
+    np.testing.assert_allclose(ranker_logits(model, later), ranker_logits(model, feats), rtol=1e-5, atol=1e-5)
+    assert (ranker_logits(model, later).argmax(axis=1) == target).mean() > 0.9
