@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -54,19 +55,32 @@ def hold_back_last_items(dataset: Path, folder: Path) -> dict[str, str]:
     return held
 
 
-def run_platform(folder: Path, home: Path, profile: str | None = None) -> tuple[dict, float]:
-    """`recflow run --data amazon:FOLDER --home HOME` as a subprocess; returns its summary and wall seconds."""
+def run_platform(folder: Path, home: Path, profile: str | None = None, echo=print) -> tuple[dict, float]:
+    """`recflow run --data amazon:FOLDER --home HOME` as a subprocess, its lines echoed as they come.
+
+    Returns its summary and its wall seconds.
+
+    Raises:
+        RuntimeError: when the run fails (its last lines are quoted).
+    """
+    from collections import deque
+
     summary = home / "summary.json"
     command = [sys.executable, "-m", "recflow.cli", "run", "--data", f"amazon:{folder}", "--home", str(home)]
     command += ["--summary", str(summary)] + (["--profile", profile] if profile else [])
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # its own temporary server
+    tail: deque[str] = deque(maxlen=60)
     start = time.perf_counter()
-    proc = subprocess.run(command, env=env, capture_output=True, text=True)
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            tail.append(line.rstrip())
+            echo(f"  | {line.rstrip()}")
     seconds = time.perf_counter() - start
     if proc.returncode != 0 or not summary.exists():
-        raise RuntimeError(
-            f"`{' '.join(command)}` failed with {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        )
+        raise RuntimeError(f"`{' '.join(command)}` failed with {proc.returncode}:\n" + "\n".join(tail))
     return json.loads(summary.read_text()), seconds
 
 
@@ -166,7 +180,8 @@ def run_served_quality_bench(
     try:
         held = hold_back_last_items(dataset, scratch / "data")
         console.print(f"held back the last item of {len(held)} users; running the platform on the rest")
-        summary, train_seconds = run_platform(scratch / "data", home, settings.profile)
+        echo = partial(console.print, markup=False, highlight=False)
+        summary, train_seconds = run_platform(scratch / "data", home, settings.profile, echo)
         console.print(
             f"recflow run: {summary['status']} in {train_seconds:.0f}s; model {summary['model']['tag']}"
         )

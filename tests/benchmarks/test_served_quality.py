@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_quality import _toy_dataset
+from test_quality_bench import _toy_dataset
 
 from benchmarks.served_quality import hold_back_last_items, run_served_quality_bench
 from recflow.data.amazon import read_amazon_sequences
