@@ -7,19 +7,22 @@ import logging
 import os
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 
 import bentoml
-from fastapi import FastAPI
-from starlette.responses import JSONResponse
+from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from recflow.settings import Settings
+from serving.events import KnownItems, append, check_events, log_lines, quarantine_lines
 from serving.purchases import Purchases
 from serving.recommender import Recommender, UnknownItemError
 from serving.schemas import (
-    Event,
+    ErrorResponse,
     EventsRequest,
     EventsResponse,
     ModelMetadata,
@@ -32,7 +35,9 @@ from serving.server import settings_from_env
 
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = ("/livez", "/readyz", "/healthz", "/metrics", "/docs", "/docs.json")
+OPEN_PATHS = ("/", "/livez", "/readyz", "/healthz", "/metrics", "/docs", "/docs.json")
+ASSETS = "/static_content/"
+"""Swagger UI's files, served by BentoML itself from the copy in its wheel (no CDN): `/docs` loads them."""
 
 STAGE_SECONDS = bentoml.metrics.Histogram(
     name="recflow_stage_seconds",
@@ -47,8 +52,41 @@ MODEL_SWITCHES = bentoml.metrics.Counter(
     name="recflow_model_switches_total", documentation="champion models loaded by the running service"
 )
 EVENTS = bentoml.metrics.Counter(name="recflow_events_total", documentation="events received on POST /events")
+EVENTS_REJECTED = bentoml.metrics.Counter(
+    name="recflow_events_rejected_total",
+    documentation="events rejected by POST /events (kept in quarantine), by broken rule",
+    labelnames=["rule"],
+)
 
-http = FastAPI()
+# FastAPI's own /docs loads Swagger UI from a CDN and /openapi.json covers only these routes: both off;
+# `/docs` below renders BentoML's /docs.json (every endpoint) with the assets BentoML serves locally.
+http = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@http.exception_handler(RequestValidationError)
+async def _unreadable_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A body that is not a readable request (JSON, top-level fields): 400, as BentoML answers its APIs."""
+    detail = jsonable_encoder(exc.errors())
+    where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in detail[:5])
+    return JSONResponse({"error": f"Unreadable request: {where}", "detail": detail}, status_code=400)
+
+
+@http.get("/docs", include_in_schema=False)
+def docs() -> HTMLResponse:
+    """Swagger UI over `/docs.json`, every asset from this server."""
+    return get_swagger_ui_html(
+        openapi_url="/docs.json",
+        title="recflow API",
+        swagger_js_url=f"{ASSETS}swagger-ui-bundle.js",
+        swagger_css_url=f"{ASSETS}swagger-ui.css",
+        swagger_favicon_url=f"{ASSETS}favicon-light-32x32.png",
+    )
+
+
+@http.get("/", include_in_schema=False)
+def index() -> RedirectResponse:
+    """The API docs (BentoML's own index page pulls a tag manager from the internet)."""
+    return RedirectResponse("/docs")
 
 
 def open_features(settings: Settings) -> tuple[object | None, object | None]:
@@ -74,7 +112,8 @@ class ApiKeyMiddleware:
         self.expected = f"Bearer {api_key}".encode() if api_key else None
 
     async def __call__(self, scope, receive, send) -> None:
-        if self.expected is None or scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        path = scope.get("path", "")
+        if self.expected is None or scope["type"] != "http" or path in OPEN_PATHS or path.startswith(ASSETS):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
@@ -107,6 +146,7 @@ class RecflowService:
         self.settings = settings_from_env()
         self.store, self.features = open_features(self.settings)
         self.purchases = Purchases.from_validated(self.settings)
+        self.known_items = KnownItems(self.settings)
         self.current: Recommender | None = None
         self._stop = threading.Event()
         self._log_lock = threading.Lock()
@@ -142,6 +182,10 @@ class RecflowService:
                 self.reload()
             except Exception:  # keep serving the old model; the next check tries again
                 log.exception("Loading the new champion failed; still serving %s", self._tag())
+            try:
+                self.known_items.refresh()
+            except Exception:  # a day being written right now: read it on the next check
+                log.exception("Reading the validated catalogue failed; checking events against the old one")
             if (
                 self.current is not None
                 and time.monotonic() - refreshed > self.settings.serving.feature_refresh_s
@@ -191,21 +235,6 @@ class RecflowService:
         except UnknownItemError as e:
             raise bentoml.exceptions.NotFound(str(e)) from None
 
-    @bentoml.api(route="/events", input_spec=EventsRequest)
-    def events(self, events: list[Event]) -> EventsResponse:
-        """Log new events for the next batch, then push them to the online store (recent items, counters)."""
-        frame = events_frame(events)
-        path = self._append_log(frame)
-        self.purchases.add(frame)
-        pushed = 0
-        if self.store is not None:
-            from features.online import push_user_events
-
-            push_user_events(self.store, frame)
-            pushed = len(frame)
-        EVENTS.inc(len(frame))
-        return EventsResponse(accepted=len(frame), pushed=pushed, log_path=str(path))
-
     @http.get("/metadata", response_model=ModelMetadata)
     def metadata(self) -> ModelMetadata:
         """Served model tag, champion, training window, metrics and index settings."""
@@ -213,46 +242,72 @@ class RecflowService:
 
         return ModelMetadata(champion=champion_tag(self.settings), **self._model().describe())
 
-    def _append_log(self, frame) -> Path:
-        """Append events as JSON lines to `<home>/incoming/<date>/events.jsonl` (one write per request)."""
-        day = datetime.now(UTC).date().isoformat()
-        path = self.settings.home / "incoming" / day / "events.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lines = frame.assign(timestamp=frame["timestamp"].map(lambda t: t.isoformat())).to_json(
-            orient="records", lines=True
+    @http.post(
+        "/events",
+        response_model=EventsResponse,
+        responses={
+            400: {"model": ErrorResponse, "description": "not a readable request (JSON, `events` list)"},
+            422: {
+                "model": EventsResponse,
+                "description": "every event was rejected (all kept in quarantine)",
+            },
+        },
+    )
+    def events(self, request: EventsRequest, response: Response) -> EventsResponse:
+        """Check each event against the data contract; log and push the valid ones, quarantine the rest.
+
+        The rules are a batch's (the events expectation suite): the event's shape, an item of the
+        validated catalogue, a timestamp from `serving.events_max_age_days` ago to
+        `serving.events_clock_skew_s` ahead of the server's clock (the server's time when omitted);
+        a new user is valid. Valid events are logged for the next batch and pushed to the online store
+        even when others in the request are rejected (200); when all are rejected the answer is 422.
+        Either way `errors` lists every rejected event (`index` in `events`, `field`, `rule`, `reason`)
+        and rejected events are kept with their reasons in `quarantine_path`: nothing is lost.
+        """
+        result = self.ingest(request.events)
+        if result.accepted == 0:
+            response.status_code = 422
+        return result
+
+    def ingest(self, rows: list[Any]) -> EventsResponse:
+        """`POST /events` in process: check, quarantine, log and push; see `events`."""
+        now = datetime.now(UTC)
+        checked = check_events(rows, self.known_items.ids, self.settings, now)
+        day = now.date().isoformat()
+        quarantine_path = None
+        if checked.errors:
+            quarantine_path = append(
+                self.settings.quarantine_dir / "live" / day / "events.jsonl",
+                quarantine_lines(rows, checked.errors, now),
+                self._log_lock,
+            )
+            for error in checked.errors:
+                EVENTS_REJECTED.labels(rule=error.rule).inc()
+        frame, log_path, pushed = checked.valid, None, 0
+        if len(frame):
+            log_path = append(
+                self.settings.home / "incoming" / day / "events.jsonl", log_lines(frame), self._log_lock
+            )
+            self.purchases.add(frame)
+            if self.store is not None:
+                from features.online import push_user_events
+
+                push_user_events(self.store, frame)
+                pushed = len(frame)
+        EVENTS.inc(len(rows))
+        rejected = len(checked.rejected_indexes)
+        return EventsResponse(
+            accepted=len(frame),
+            pushed=pushed,
+            rejected=rejected,
+            errors=checked.errors,
+            log_path=log_path and str(log_path),
+            quarantine_path=quarantine_path and str(quarantine_path),
+            error=None if len(frame) else f"All {rejected} event(s) rejected; see errors.",
         )
-        with self._log_lock, path.open("a") as f:
-            f.write(lines if lines.endswith("\n") else lines + "\n")
-        return path
 
 
 RecflowService.add_asgi_middleware(ApiKeyMiddleware)
-
-
-def events_frame(events: list[Event]):
-    """Events as a DataFrame in the raw events contract (ids and timestamps filled in)."""
-    import pandas as pd
-
-    from recflow.data.schema import conform
-
-    now = datetime.now(UTC)
-    rows = [
-        {
-            "event_id": uuid.uuid4().hex,
-            "user_id": e.user_id,
-            "item_id": e.item_id,
-            "event_type": e.event_type,
-            "timestamp": _utc(e.timestamp or now),
-            "session_id": e.session_id or f"live-{e.user_id}",
-        }
-        for e in events
-    ]
-    return conform(pd.DataFrame(rows), "events")
-
-
-def _utc(ts: datetime) -> datetime:
-    """Aware timestamps converted to UTC; naive ones taken as UTC."""
-    return ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def _observe(stage: str, seconds: float) -> None:
