@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from recflow.settings import Settings
@@ -71,6 +72,12 @@ async def _unreadable_request(request: Request, exc: RequestValidationError) -> 
     return JSONResponse({"error": f"Unreadable request: {where}", "detail": detail}, status_code=400)
 
 
+@http.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """FastAPI's own errors (e.g. a body that is not UTF-8) in the service's error shape, `{"error"}`."""
+    return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+
 @http.get("/docs", include_in_schema=False)
 def docs() -> HTMLResponse:
     """Swagger UI over `/docs.json`, every asset from this server."""
@@ -81,6 +88,22 @@ def docs() -> HTMLResponse:
         swagger_css_url=f"{ASSETS}swagger-ui.css",
         swagger_favicon_url=f"{ASSETS}favicon-light-32x32.png",
     )
+
+
+@http.get("/docs.json", include_in_schema=False)
+def openapi_document() -> JSONResponse:
+    """BentoML's OpenAPI document of every endpoint, with its 400 error schema corrected.
+
+    Works around BentoML 1.4.39: `_bentoml_sdk/service/openapi.py` documents the 400 body of an API
+    as `{"error", "detail": string}`, while `_bentoml_impl/server/app.py` answers a request that fails
+    its pydantic model with `detail` = the list of pydantic errors. The document here says what is
+    sent (string or list); `tests/serving/test_http.py` checks that the mismatch is still there.
+    """
+    spec = RecflowService.openapi_spec.asdict()
+    detail = spec["components"]["schemas"]["InvalidArgument"]["properties"]["detail"]
+    detail.pop("type", None)
+    detail["anyOf"] = [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]
+    return JSONResponse(spec)
 
 
 @http.get("/", include_in_schema=False)
@@ -233,7 +256,9 @@ class RecflowService:
         try:
             return self._model().similar_items(item_id, k)
         except UnknownItemError as e:
-            raise bentoml.exceptions.NotFound(str(e)) from None
+            # a response, not bentoml.exceptions.NotFound: BentoML 1.4.39 sends that one's body as a
+            # one-element list, `[{"error": ...}]`, not the object its OpenAPI document promises
+            return JSONResponse({"error": str(e)}, status_code=404)
 
     @http.get("/metadata", response_model=ModelMetadata)
     def metadata(self) -> ModelMetadata:
