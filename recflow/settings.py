@@ -196,6 +196,11 @@ class Settings(BaseSettings):
     def bentoml_home(self) -> Path:
         return self.home / "bentoml"
 
+    @property
+    def evidently_dir(self) -> Path:
+        """The Evidently workspace (snapshots and dashboards) that the monitoring flows write and the UI reads."""
+        return self.home / "evidently"
+
 
 PROFILES: dict[str, dict] = {
     # A few hundred rows: for tests and smoke runs.
