@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import logging
 import os
 import threading
@@ -92,7 +93,8 @@ def docs() -> HTMLResponse:
 
 @http.get("/docs.json", include_in_schema=False)
 def openapi_document() -> JSONResponse:
-    """BentoML's OpenAPI document of every endpoint, with its 400 error schema corrected.
+    """BentoML's OpenAPI document of every endpoint, with the service's own description and its 400
+    error schema corrected.
 
     Works around BentoML 1.4.39: `_bentoml_sdk/service/openapi.py` documents the 400 body of an API
     as `{"error", "detail": string}`, while `_bentoml_impl/server/app.py` answers a request that fails
@@ -100,6 +102,8 @@ def openapi_document() -> JSONResponse:
     sent (string or list); `tests/serving/test_http.py` checks that the mismatch is still there.
     """
     spec = RecflowService.openapi_spec.asdict()
+    # BentoML's default description is its README template, with badge images from the internet
+    spec["info"]["description"] = inspect.cleandoc(RecflowService.inner.__doc__ or "")
     detail = spec["components"]["schemas"]["InvalidArgument"]["properties"]["detail"]
     detail.pop("type", None)
     detail["anyOf"] = [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]
@@ -260,7 +264,7 @@ class RecflowService:
             # one-element list, `[{"error": ...}]`, not the object its OpenAPI document promises
             return JSONResponse({"error": str(e)}, status_code=404)
 
-    @http.get("/metadata", response_model=ModelMetadata)
+    @http.get("/metadata", response_model=ModelMetadata, tags=["Service APIs"])
     def metadata(self) -> ModelMetadata:
         """Served model tag, champion, training window, metrics and index settings."""
         from serving.package import champion_tag
@@ -270,6 +274,7 @@ class RecflowService:
     @http.post(
         "/events",
         response_model=EventsResponse,
+        tags=["Service APIs"],
         responses={
             400: {"model": ErrorResponse, "description": "not a readable request (JSON, `events` list)"},
             422: {
