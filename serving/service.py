@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import inspect
 import logging
@@ -41,24 +42,40 @@ OPEN_PATHS = ("/", "/livez", "/readyz", "/healthz", "/metrics", "/docs", "/docs.
 ASSETS = "/static_content/"
 """Swagger UI's files, served by BentoML itself from the copy in its wheel (no CDN): `/docs` loads them."""
 
-STAGE_SECONDS = bentoml.metrics.Histogram(
-    name="recflow_stage_seconds",
-    documentation="latency of each stage of POST /recommend",
-    labelnames=["stage"],
-    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
-)
-FALLBACKS = bentoml.metrics.Counter(
-    name="recflow_fallbacks_total", documentation="recommendations served from popular items (cold start)"
-)
-MODEL_SWITCHES = bentoml.metrics.Counter(
-    name="recflow_model_switches_total", documentation="champion models loaded by the running service"
-)
-EVENTS = bentoml.metrics.Counter(name="recflow_events_total", documentation="events received on POST /events")
-EVENTS_REJECTED = bentoml.metrics.Counter(
-    name="recflow_events_rejected_total",
-    documentation="events rejected by POST /events (kept in quarantine), by broken rule",
-    labelnames=["rule"],
-)
+
+class Metrics:
+    """The service's Prometheus metrics (served at `/metrics` beside BentoML's own)."""
+
+    def __init__(self) -> None:
+        import prometheus_client as prom
+
+        self.stage_seconds = prom.Histogram(
+            "recflow_stage_seconds",
+            "latency of each stage of POST /recommend",
+            ["stage"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+        )
+        self.fallbacks = prom.Counter(
+            "recflow_fallbacks", "recommendations served from popular items (cold start)"
+        )
+        self.model_switches = prom.Counter(
+            "recflow_model_switches", "champion models loaded by the running service"
+        )
+        self.events = prom.Counter("recflow_events", "events received on POST /events")
+        self.events_rejected = prom.Counter(
+            "recflow_events_rejected",
+            "events rejected by POST /events (kept in quarantine), by broken rule",
+            ["rule"],
+        )
+
+
+@functools.cache
+def metrics() -> Metrics:
+    """The metrics, created on first use in the worker: prometheus_client must be imported after BentoML
+    sets PROMETHEUS_MULTIPROC_DIR there, or the values never reach `/metrics` (see `bentoml/metrics.py`,
+    which BentoML 1.4 deprecates in favour of prometheus_client used this way)."""
+    return Metrics()
+
 
 # FastAPI's own /docs loads Swagger UI from a CDN and /openapi.json covers only these routes: both off;
 # `/docs` below renders BentoML's /docs.json (every endpoint) with the assets BentoML serves locally.
@@ -171,6 +188,7 @@ class RecflowService:
 
     def __init__(self) -> None:
         self.settings = settings_from_env()
+        metrics()  # registered at start, so /metrics lists them before the first request
         self.store, self.features = open_features(self.settings)
         self.purchases = Purchases.from_validated(self.settings)
         self.known_items = KnownItems(self.settings)
@@ -197,7 +215,7 @@ class RecflowService:
         self.current = recommender  # one reference assignment: atomic for concurrent readers
         gc.collect()
         gc.freeze()  # the loaded model's objects leave the collector's scans: shorter GC pauses, lower p99
-        MODEL_SWITCHES.inc()
+        metrics().model_switches.inc()
         log.info("Serving model %s", tag)
         return True
 
@@ -251,7 +269,7 @@ class RecflowService:
         """
         response = self._model().recommend(user_id, k, region=region)
         if response.fallback:
-            FALLBACKS.inc()
+            metrics().fallbacks.inc()
         return response
 
     @bentoml.api(route="/similar-items", input_spec=SimilarItemsRequest)
@@ -312,7 +330,7 @@ class RecflowService:
                 self._log_lock,
             )
             for error in checked.errors:
-                EVENTS_REJECTED.labels(rule=error.rule).inc()
+                metrics().events_rejected.labels(rule=error.rule).inc()
         frame, log_path, pushed = checked.valid, None, 0
         if len(frame):
             log_path = append(
@@ -324,7 +342,7 @@ class RecflowService:
 
                 push_user_events(self.store, frame)
                 pushed = len(frame)
-        EVENTS.inc(len(rows))
+        metrics().events.inc(len(rows))
         rejected = len(checked.rejected_indexes)
         return EventsResponse(
             accepted=len(frame),
@@ -341,4 +359,4 @@ RecflowService.add_asgi_middleware(ApiKeyMiddleware)
 
 
 def _observe(stage: str, seconds: float) -> None:
-    STAGE_SECONDS.labels(stage=stage).observe(seconds)
+    metrics().stage_seconds.labels(stage=stage).observe(seconds)

@@ -10,9 +10,22 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
+import feast  # noqa: E402, F401  (its import puts warning filters in front: before pytest applies ours)
 import pytest  # noqa: E402
 
 from recflow.settings import Settings, load_settings  # noqa: E402
+
+
+def pytest_unconfigure(config) -> None:
+    """Release DuckDB before the interpreter tears its module down (DuckDB 2.0's nanobind bindings
+    report every object still alive then as 'leaked', dozens of lines after the test summary): Feast's
+    offline store leaves its connection as ibis's default backend."""
+    import gc
+    import sys
+
+    if "ibis" in sys.modules:
+        sys.modules["ibis"].options.default_backend = None
+    gc.collect()
 
 
 @pytest.fixture
