@@ -17,14 +17,15 @@ from recflow.settings import Settings, load_settings  # noqa: E402
 
 
 def pytest_unconfigure(config) -> None:
-    """Release DuckDB before the interpreter tears its module down (DuckDB 2.0's nanobind bindings
-    report every object still alive then as 'leaked', dozens of lines after the test summary): Feast's
-    offline store leaves its connection as ibis's default backend."""
-    import gc
-    import sys
+    """Free what the in-process services froze before the interpreter tears its modules down.
 
-    if "ibis" in sys.modules:
-        sys.modules["ibis"].options.default_backend = None
+    `RecflowService.reload` calls `gc.freeze()` (shorter GC pauses while serving), so objects in
+    reference cycles, DuckDB's among them, outlive the tests; at exit DuckDB 2.0's nanobind bindings
+    would report each as "leaked", dozens of lines after the test summary.
+    """
+    import gc
+
+    gc.unfreeze()
     gc.collect()
 
 
