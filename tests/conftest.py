@@ -16,6 +16,14 @@ import pytest  # noqa: E402
 from recflow.settings import Settings, load_settings  # noqa: E402
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--screenshots",
+        default=None,
+        help="tests/browser: folder to save the UI screenshots in (e.g. docs/screenshots); a temporary one by default",
+    )
+
+
 def pytest_unconfigure(config) -> None:
     """Free what the in-process services froze before the interpreter tears its modules down.
 

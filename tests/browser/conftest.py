@@ -7,11 +7,7 @@ downloads. `pytest tests/browser --screenshots docs/screenshots` writes the READ
 from __future__ import annotations
 
 import os
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 
@@ -24,21 +20,12 @@ FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-LOCAL_HOSTS = {"127.0.0.1", "localhost"}
-
-
-def pytest_addoption(parser) -> None:
-    parser.addoption(
-        "--screenshots",
-        default=None,
-        help="folder to save the UI screenshots in (e.g. docs/screenshots); a temporary one by default",
-    )
 
 
 @pytest.fixture(scope="session")
 def screenshots(request, tmp_path_factory) -> Path:
     """Where the screenshots go."""
-    chosen = request.config.getoption("--screenshots")
+    chosen = request.config.getoption("--screenshots", default=None)  # declared in tests/conftest.py
     folder = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
@@ -76,33 +63,3 @@ def page(browser):
     tab.on("request", lambda r: tab.requested.append(r.url))
     yield tab
     tab.close()
-
-
-def off_machine(urls: list[str]) -> list[str]:
-    """The URLs that would leave this machine (not loopback, not data:/blob:)."""
-    return [
-        u
-        for u in urls
-        if urlparse(u).scheme in ("http", "https", "ws", "wss") and urlparse(u).hostname not in LOCAL_HOSTS
-    ]
-
-
-@contextmanager
-def background(
-    command: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
-) -> Iterator[subprocess.Popen]:
-    """Run `command` in its own process group until the block ends, output to `log`."""
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, 15)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, 9)
-                    proc.wait(timeout=10)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import background, off_machine
+from browser_support import background, off_machine
 
 from flows.deployments import build_deployments, prefect_env, wait_for_http
 from serving.server import free_port, running_server
