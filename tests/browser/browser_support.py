@@ -1,6 +1,7 @@
 """Helpers of the browser tests: run a UI server in the background, tell local requests from others.
 
-(Not in conftest.py: another test folder's conftest would shadow `from conftest import ...`.)
+(Not in conftest.py, and this folder is a package: a `conftest` module of its own would shadow
+the one `tests/infra` imports with `from conftest import ...`.)
 """
 
 from __future__ import annotations

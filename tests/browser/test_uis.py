@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from browser_support import background, off_machine
 
 from flows.deployments import build_deployments, prefect_env, wait_for_http
 from serving.server import free_port, running_server
+
+from .browser_support import background, off_machine
 
 BIN = Path(sys.executable).parent
 TIMEOUT_MS = 90_000  # a busy 2-core machine renders slowly
