@@ -31,7 +31,7 @@ NOTES: tuple[str, ...] = (
     r"On demand feature view is an experimental feature",
 )
 _FROM_A_LIBRARY = re.compile(r"[/\\](site|dist)-packages[/\\]")
-_CATEGORY = re.compile(r":\d+: (\w+): ")
+_CATEGORY = re.compile(r":\d+: (\w+):")  # "path:line: Category: message", or plotly's "...: Category:\n\n"
 
 
 class LibraryWarnings(logging.Filter):

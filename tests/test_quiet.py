@@ -32,6 +32,15 @@ def test_library_deprecations_and_known_notes_are_dropped_ours_are_kept():
     assert drop(_captured("old API of ours", DeprecationWarning, "/work/recflow/serving/service.py"))
 
 
+def test_the_filter_reads_plotlys_warning_format_too(monkeypatch):
+    """plotly (imported by Evidently) replaces `warnings.formatwarning` with a format of its own."""
+    from plotly.tools import warning_on_one_line
+
+    monkeypatch.setattr(warnings, "formatwarning", warning_on_one_line)
+    lib = "/x/site-packages/pathspec/pathspec.py"
+    assert not LibraryWarnings().filter(_captured("gitwildmatch is deprecated", DeprecationWarning, lib))
+
+
 def test_known_banners_are_dropped_from_stderr_every_other_line_gets_through(capfd):
     with without_banners():
         os.write(
