@@ -96,6 +96,23 @@ def bench_quality(
     run_quality_bench(settings, dataset, json_out, seed=seed)
 
 
+@bench.command("served-quality")
+def bench_served_quality(
+    dataset: Annotated[Path, typer.Option(help="folder with <Name>.txt (and <Name>_item2attributes.json)")],
+    json_out: Annotated[Path, typer.Option("--json", help="write results here (a PNG beside it)")],
+    concurrency: Annotated[int, typer.Option(help="requests in flight against the service")] = 8,
+    home: Annotated[
+        Path | None, typer.Option(help="keep the trained platform here (default: a temporary home)")
+    ] = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Hold back each user's last item, run the platform on the rest, ask the real service for everyone, score."""
+    settings = _settings(profile, None)
+    from benchmarks.served_quality import run_served_quality_bench
+
+    run_served_quality_bench(settings, dataset, json_out, concurrency=concurrency, home=home)
+
+
 @bench.command("refit-study")
 def bench_refit_study(
     dataset: Annotated[Path, typer.Option(help="folder with <Name>.txt (and <Name>_item2attributes.json)")],

@@ -129,4 +129,9 @@ class ModelMetadata(BaseModel):
     loaded_at: datetime
     n_items: int
     index: dict
+    stages: dict = Field(
+        default_factory=dict,
+        description="per stage (two-tower, co-occurrence, popularity, ranker): whether it serves and its "
+        "validation figures",
+    )
     metadata: dict

@@ -10,7 +10,7 @@ import os
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bentoml
 from fastapi import FastAPI, Request, Response
@@ -35,6 +35,11 @@ from serving.schemas import (
     SimilarItemsResponse,
 )
 from serving.server import settings_from_env
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+    from features.online import OnlineFeatures
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +123,10 @@ def openapi_document() -> JSONResponse:
     its pydantic model with `detail` = the list of pydantic errors. The document here says what is
     sent (string or list); `tests/serving/test_http.py` checks that the mismatch is still there.
     """
-    spec = RecflowService.openapi_spec.asdict()
+    service: Any = RecflowService  # a bentoml Service once decorated, which type checkers do not see
+    spec = service.openapi_spec.asdict()
     # BentoML's default description is its README template, with badge images from the internet
-    spec["info"]["description"] = inspect.cleandoc(RecflowService.inner.__doc__ or "")
+    spec["info"]["description"] = inspect.cleandoc(service.inner.__doc__ or "")
     detail = spec["components"]["schemas"]["InvalidArgument"]["properties"]["detail"]
     detail.pop("type", None)
     detail["anyOf"] = [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]
@@ -133,7 +139,7 @@ def index() -> RedirectResponse:
     return RedirectResponse("/docs")
 
 
-def open_features(settings: Settings) -> tuple[object | None, object | None]:
+def open_features(settings: Settings) -> tuple[FeatureStore | None, OnlineFeatures | None]:
     """The Feast store and the online feature reader, or (None, None) when no feature repo exists yet."""
     if not (settings.feature_repo_dir / "feature_store.yaml").exists():
         log.warning("No feature repo at %s: every user is served as cold start.", settings.feature_repo_dir)
@@ -280,7 +286,7 @@ class RecflowService:
         except UnknownItemError as e:
             # a response, not bentoml.exceptions.NotFound: BentoML 1.4.39 sends that one's body as a
             # one-element list, `[{"error": ...}]`, not the object its OpenAPI document promises
-            return JSONResponse({"error": str(e)}, status_code=404)
+            return JSONResponse({"error": str(e)}, status_code=404)  # type: ignore[return-value]
 
     @http.get("/metadata", response_model=ModelMetadata, tags=["Service APIs"])
     def metadata(self) -> ModelMetadata:
@@ -355,7 +361,8 @@ class RecflowService:
         )
 
 
-RecflowService.add_asgi_middleware(ApiKeyMiddleware)
+_service: Any = RecflowService  # a bentoml Service once decorated, which type checkers do not see
+_service.add_asgi_middleware(ApiKeyMiddleware)
 
 
 def _observe(stage: str, seconds: float) -> None:

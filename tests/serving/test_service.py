@@ -44,7 +44,7 @@ def test_events_change_the_next_recommendation_and_are_logged(service, reason_is
     from features.online import push_user_events  # noqa: F401  (the service pushes through it)
 
     model = service.current
-    items = service.features.items(list(model.item_ids))
+    items = service.features.items(list(model.bundle.item_ids))
     category = items["category"].value_counts().index[0]
     viewed = [str(i) for i in items[items["category"] == category].index[:4]]
     user = "live-shopper"
