@@ -12,7 +12,7 @@ export BENTOML_DO_NOT_TRACK := True
 export UV_LINK_MODE := copy
 RUN := $(UV) run --frozen
 
-.PHONY: help uv install run serve test test-fast lint format bench-quality bench-features bench-serving bench-scale up clean
+.PHONY: help uv install run serve test test-fast lint format screenshots bench-quality bench-features bench-serving bench-scale up clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -31,6 +31,7 @@ serve: install ## serve the latest packaged models on http://localhost:3000 (POS
 
 test: install ## run the test suite (what CI runs)
 	@bash .ci/services
+	@bash .ci/browser
 	$(RUN) pytest -q --timeout=900
 
 test-fast: install ## run the tests, skipping the slow end-to-end ones
@@ -39,6 +40,10 @@ test-fast: install ## run the tests, skipping the slow end-to-end ones
 lint: install ## ruff check + format check
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+
+screenshots: install ## the Prefect, Evidently and API docs UIs in headless Chromium -> docs/screenshots/
+	@bash .ci/browser
+	$(RUN) pytest -q tests/browser --screenshots docs/screenshots
 
 format: install ## format the code with ruff
 	$(RUN) ruff format .

@@ -161,9 +161,13 @@ class Validator:
         return self.settings.home / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
+def describe_expectation(kind: str, column: str | None = None) -> str:
+    """How reports name an expectation: `type(column)`, or `type` for a table-level one."""
+    return f"{kind}({column})" if column else kind
+
+
 def _describe(config) -> str:
-    column = config.kwargs.get("column")
-    return f"{config.type}({column})" if column else config.type
+    return describe_expectation(config.type, config.kwargs.get("column"))
 
 
 def validate_batch(validator: Validator, batch: Batch, settings: Settings) -> BatchOutcome:
@@ -178,12 +182,12 @@ def validate_batch(validator: Validator, batch: Batch, settings: Settings) -> Ba
         df = frames[table].reset_index(drop=True)
         params: dict = {}
         if table == "events":
-            params = {
-                "known_user_ids": _ids(good.get("users"), "user_id"),
-                "known_item_ids": _ids(good.get("items"), "item_id"),
-                "window_start": pd.Timestamp(day_start),
-                "window_end": pd.Timestamp(day_start + timedelta(days=1)),
-            }
+            params = events_parameters(
+                _ids(good.get("users"), "user_id"),
+                _ids(good.get("items"), "item_id"),
+                day_start,
+                day_start + timedelta(days=1),
+            )
         report, bad_rows, failed, table_level = validator.validate(table, df, params)
         reports[table] = report
         mask = df.index.isin(sorted(bad_rows))
@@ -202,6 +206,20 @@ def validate_batch(validator: Validator, batch: Batch, settings: Settings) -> Ba
     outcome = BatchOutcome(batch.day.isoformat(), status, suite_version(), outcomes, reason)
     _write(settings, batch, good, bad, outcome, reports)
     return outcome
+
+
+def events_parameters(known_user_ids, known_item_ids, window_start: datetime, window_end: datetime) -> dict:
+    """The `$PARAMETER`s of the events suite: known ids, and the window [start, end) events must lie in.
+
+    A batch passes its day's validated catalogue and its day; `POST /events` passes the validated
+    catalogue and the live window (see `serving/events.py`).
+    """
+    return {
+        "known_user_ids": known_user_ids,
+        "known_item_ids": known_item_ids,
+        "window_start": pd.Timestamp(window_start),
+        "window_end": pd.Timestamp(window_end),
+    }
 
 
 def _ids(df: pd.DataFrame | None, column: str) -> list[str]:

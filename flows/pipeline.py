@@ -72,7 +72,9 @@ def validate(settings: Settings, batches: list[Batch]) -> tuple[list, Path]:
     return outcomes, validator.build_docs()
 
 
-@task(name="build features", cache_policy=NO_CACHE)
+# log_prints off: Feast serialises on-demand views with dill, which disassembles their functions with
+# print() while capturing sys.stdout; the flow's log_prints would log each bytecode line instead
+@task(name="build features", cache_policy=NO_CACHE, log_prints=False)
 def build_features(settings: Settings):
     """Feast: compute feature tables from validated data, apply the repo, materialize to the online store."""
     from features.store import materialize, prepare_feature_store

@@ -7,12 +7,12 @@ down. Heavy libraries are imported inside the commands, after the process enviro
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from recflow.quiet import quiet_library_warnings, without_banners
 from recflow.settings import Profile, Settings, load_settings
 
 app = typer.Typer(help="recflow: workflow-orchestrated recommendations.", no_args_is_help=True)
@@ -26,20 +26,7 @@ DataOpt = Annotated[str | None, typer.Option("--data", help="'synthetic' or 'ama
 
 def prepare_environment(settings: Settings) -> None:
     """Process-wide switches the libraries read at import time. Call before importing them."""
-    # the stack's own deprecation chatter buries the progress lines; our code's warnings still show
-    for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
-        warnings.filterwarnings("ignore", category=category)
-    for noisy in (
-        "feast",
-        "dask",
-        "bentoml",
-        "evidently",
-        "great_expectations",
-        "tensorflow",
-        "tf_keras",
-        "pandas",
-    ):
-        warnings.filterwarnings("ignore", module=noisy)
+    quiet_library_warnings()  # the stack's deprecation chatter would bury the progress lines
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -75,7 +62,8 @@ def run(
     settings = _settings(profile, home, data)
     from flows.pipeline import run_pipeline
 
-    result = run_pipeline(settings, summary_path=summary)
+    with without_banners():
+        result = run_pipeline(settings, summary_path=summary)
     raise typer.Exit(0 if result.get("status") == "ok" else 1)
 
 
@@ -267,7 +255,8 @@ def simulate(
     settings = _settings(profile, home)
     from flows.simulate import run_simulation
 
-    run_simulation(settings, days, drift_day, json_out, window=window)
+    with without_banners():
+        run_simulation(settings, days, drift_day, json_out, window=window)
 
 
 @app.command()

@@ -140,6 +140,14 @@ class ServingSettings(BaseModel):
     workers: int = Field(1, gt=0, description="BentoML API worker processes")
     feature_refresh_s: float = Field(300.0, gt=0, description="seconds between item feature cache reloads")
     access_log: bool = Field(True, description="BentoML access log line per request")
+    events_clock_skew_s: float = Field(
+        300.0, ge=0, description="POST /events: how far ahead of the server's clock an event may be stamped"
+    )
+    events_max_age_days: float = Field(
+        30.0,
+        gt=0,
+        description="POST /events: older events are rejected (the longest feature window is 30 days)",
+    )
 
 
 class MonitoringSettings(BaseModel):
@@ -212,6 +220,11 @@ class Settings(BaseSettings):
     @property
     def bentoml_home(self) -> Path:
         return self.home / "bentoml"
+
+    @property
+    def evidently_dir(self) -> Path:
+        """The Evidently workspace (snapshots and dashboards) that the monitoring flows write and the UI reads."""
+        return self.home / "evidently"
 
 
 PROFILES: dict[str, dict] = {
