@@ -37,9 +37,10 @@ test: install ## run the test suite (what CI runs)
 test-fast: install ## run the tests, skipping the slow end-to-end ones
 	$(RUN) pytest -q -m "not slow"
 
-lint: install ## ruff check + format check
+lint: install ## ruff check + format check, mypy on models/ and serving/
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) mypy
 
 screenshots: install ## the Prefect, Evidently and API docs UIs in headless Chromium -> docs/screenshots/
 	@bash .ci/browser
