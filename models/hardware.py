@@ -47,9 +47,24 @@ def choose_strategy(train: TrainSettings) -> tf.distribute.Strategy:
     )
 
 
+def precision_policy(train: TrainSettings) -> str:
+    """The Keras dtype policy `train` asks for: float32, or mixed precision in float16 or bfloat16.
+
+    `mixed_dtype="auto"` picks float16 when TensorFlow sees a GPU (tensor cores; loss scaling keeps
+    small gradients) and bfloat16 on a CPU, whose AVX512-BF16/AMX units run it natively (float32's
+    range, no loss scaling needed) while float16 has no fast path there.
+    """
+    if not train.mixed_precision:
+        return "float32"
+    dtype = train.mixed_dtype
+    if dtype == "auto":
+        dtype = "float16" if tf.config.list_logical_devices("GPU") else "bfloat16"
+    return f"mixed_{dtype}"
+
+
 def configure_precision(train: TrainSettings) -> str:
-    """Set the global Keras dtype policy: `mixed_float16` when `train.mixed_precision`, else float32."""
-    policy = "mixed_float16" if train.mixed_precision else "float32"
+    """Set the global Keras dtype policy to `precision_policy(train)`; returns its name."""
+    policy = precision_policy(train)
     tf.keras.mixed_precision.set_global_policy(policy)
     return policy
 

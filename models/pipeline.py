@@ -36,6 +36,7 @@ from models.catalogue import Catalogue
 from models.config import PipelineConfig
 from models.cooccurrence import CooccurrenceModel, tune_cooccurrence
 from models.evaluate import per_user_metrics, ranking_metrics, top_k
+from models.hardware import in_float32
 from models.ranker import fit_ranker, ranker_logits
 from models.scorer import BatchScorer
 from models.sequential import SequentialRetrieval, fit_sequential, refit_sequential
@@ -182,6 +183,7 @@ def fit_pipeline(
         strategy=strategy,
         weights=data.fit_weights,
     )
+    chosen = float32_copy(chosen)
     seconds["two-tower"] = time.perf_counter() - t
     say(
         f"two-tower: best epoch {history_tt['best_epoch']}, validation NDCG@{k} {history_tt['best_score']:.4f}"
@@ -284,13 +286,34 @@ def fit_pipeline(
         weights=data.refit_weights,
     )
     serving = _package(
-        base, data.catalogue, refit, cooc_refit, data.refit, data.popular_refit, ranker, stages, metrics
+        base,
+        data.catalogue,
+        float32_copy(refit),
+        cooc_refit,
+        data.refit,
+        data.popular_refit,
+        ranker,
+        stages,
+        metrics,
     )
     seconds["refit"] = time.perf_counter() - t
     say(
         f"refit on every history through the newest day: {config.two_tower.refit_epochs} warm epochs ({seconds['refit']:.0f}s)"
     )
     return FitResult(validation, serving, metrics, stages, {k_: round(v, 1) for k_, v in seconds.items()})
+
+
+def float32_copy(model: SequentialRetrieval) -> SequentialRetrieval:
+    """The model itself when it computes in float32, else a float32 copy with the same weights.
+
+    Mixed precision is for training; every package scores in float32, in memory as after loading.
+    """
+    if model.sequence_tower.compute_dtype == "float32":
+        return model
+    copy = in_float32(lambda: SequentialRetrieval(model.item_tower.attribute_table.numpy()[1:], model.config))
+    copy.sequence_tower(tf.zeros((1, model.config.max_len), tf.int32))
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def split_users(users: Sequence[str], report_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

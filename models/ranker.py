@@ -24,6 +24,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from models.callbacks import ValidationStopping
+from models.hardware import in_float32
 
 SOURCE_FEATURES: tuple[str, ...] = (
     "retrieval_score",
@@ -150,7 +151,8 @@ def fit_ranker(
     if not keep.any():
         raise ValueError("no user's next interaction is among its candidates: nothing to train the ranker on")
     flat = feats[keep].reshape(-1, feats.shape[-1])
-    model = CandidateRanker(config, flat.mean(axis=0), flat.var(axis=0))
+    # a small network over a few dozen features: float32 whatever the two-tower trained in
+    model = in_float32(lambda: CandidateRanker(config, flat.mean(axis=0), flat.var(axis=0)))
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     targets = labels[keep] / labels[keep].sum(axis=1, keepdims=True)
     data = (

@@ -111,7 +111,14 @@ class TrainSettings(BaseModel):
         description="share of the validation users kept out of every choice; the reported figures come "
         "from them",
     )
-    mixed_precision: bool = False
+    mixed_precision: bool = Field(
+        False, description="compute in 16 bits, variables and the softmax in float32 (see mixed_dtype)"
+    )
+    mixed_dtype: Literal["auto", "float16", "bfloat16"] = Field(
+        "auto",
+        description="16-bit type of mixed precision; auto: float16 on a GPU (with loss scaling), bfloat16 on "
+        "a CPU (AVX512-BF16/AMX run it natively; float16 has no fast path there)",
+    )
     xla: bool = False
     distribute: Literal["auto", "default", "mirrored", "multiworker"] = Field(
         "auto",

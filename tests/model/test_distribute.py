@@ -29,8 +29,12 @@ def test_auto_strategy_is_default_on_one_device_and_multiworker_needs_tf_config(
 
 def test_mixed_precision_policy_is_set_and_reset():
     try:
-        assert configure_precision(TrainSettings(mixed_precision=True)) == "mixed_float16"
+        assert (
+            configure_precision(TrainSettings(mixed_precision=True, mixed_dtype="float16")) == "mixed_float16"
+        )
         assert tf.keras.mixed_precision.global_policy().name == "mixed_float16"
+        auto = configure_precision(TrainSettings(mixed_precision=True))  # bfloat16 on a CPU, float16 on a GPU
+        assert auto == ("mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16")
     finally:
         assert configure_precision(TrainSettings()) == "float32"
 

@@ -105,12 +105,39 @@ def test_mixed_precision_trains_in_float16_with_float32_scores():
         max_len=6, dim=16, heads=2, blocks=1, dropout=0.0, learning_rate=1e-2, batch_size=32
     )
     try:
-        assert configure_precision(TrainSettings(mixed_precision=True)) == "mixed_float16"
+        assert (
+            configure_precision(TrainSettings(mixed_precision=True, mixed_dtype="float16")) == "mixed_float16"
+        )
         model, _ = fit_sequential(_walks(), ATTRS, config, epochs=12)
     finally:
         configure_precision(TrainSettings())
     assert isinstance(model.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
     assert model.sequence_tower.compute_dtype == "float16"
+    scores = model.scores([np.array([3, 4, 5]), np.array([10, 11])])
+    assert scores.dtype == np.float32 and np.isfinite(scores).all()
+    assert [int(np.argmax(s)) for s in scores] == [6, 12]
+
+
+def test_mixed_bfloat16_trains_without_loss_scaling_and_scores_in_float32():
+    """What mixed precision means on a CPU: bfloat16 compute, float32 variables and softmax."""
+    from models.hardware import configure_precision
+    from recflow.settings import TrainSettings
+
+    config = SequentialConfig(
+        max_len=6, dim=16, heads=2, blocks=1, dropout=0.0, learning_rate=1e-2, batch_size=32
+    )
+    try:
+        assert (
+            configure_precision(TrainSettings(mixed_precision=True, mixed_dtype="bfloat16"))
+            == "mixed_bfloat16"
+        )
+        model, _ = fit_sequential(_walks(), ATTRS, config, epochs=12)
+    finally:
+        configure_precision(TrainSettings())
+    assert not isinstance(model.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+    assert (
+        model.sequence_tower.compute_dtype == "bfloat16" and model.sequence_tower.variable_dtype == "float32"
+    )
     scores = model.scores([np.array([3, 4, 5]), np.array([10, 11])])
     assert scores.dtype == np.float32 and np.isfinite(scores).all()
     assert [int(np.argmax(s)) for s in scores] == [6, 12]
