@@ -1,8 +1,10 @@
 """The data contract: Great Expectations validates every raw batch; bad data is quarantined, never lost.
 
 The expectation suites are versioned JSON files in `features/expectations/` (one per table). A batch's
-tables are validated in catalogue order (users, items, then events, whose ids must be known to the day's
-validated catalogue). Every input row ends in exactly one place:
+tables are validated in catalogue order (users, items, then events, whose ids must be known to the
+validated catalogue as of that day: the earlier validated batches' upserts plus the day's own) and its
+events must lie in the batch's calendar day in the shop's time zone. Every input row ends in exactly one
+place:
 
 * **validated**: `validated/<day>/<table>.parquet`, the rows that met every expectation;
 * **quarantine**: `quarantine/<day>/<table>.parquet` with the failed rows, a `__failed_expectations`
@@ -26,12 +28,14 @@ import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
-from recflow.data.batches import Batch
+from recflow.data.batches import Batch, day_bounds, list_batches
+from recflow.data.schema import KEYS
 from recflow.settings import Settings
 
 SUITES_DIR = Path(__file__).parent / "expectations"
@@ -124,6 +128,29 @@ class Validator:
                 batch_def = asset.add_batch_definition_whole_dataframe(f"{table}_daily")
             definition = gx.ValidationDefinition(name=f"validate_{table}", data=batch_def, suite=suite)
             self.definitions[table] = self.context.validation_definitions.add_or_update(definition)
+        self._ids: dict[tuple[str, date], frozenset[str]] = {}
+
+    def known_ids(self, table: str, before: date) -> set[str]:
+        """The keys of `table` (`users` or `items`) in the validated batches of the days before `before`.
+
+        Upserts never remove a key, so this is the key set of the validated catalogue as of the day
+        before. Each day's keys are read once per Validator (only the key column) and kept.
+        """
+        out: set[str] = set()
+        for batch in list_batches(self.settings.validated_dir):
+            if batch.day >= before:
+                break
+            ids = self._ids.get((table, batch.day))
+            if ids is None:
+                column = pq.read_table(batch.table(table), columns=[KEYS[table]]).column(0)
+                ids = self._ids[(table, batch.day)] = frozenset(column.drop_null().to_pylist())
+            out |= ids
+        return out
+
+    def forget(self, day: date) -> None:
+        """Drop the kept keys of `day` (its validated folder is being rewritten)."""
+        for key in [k for k in self._ids if k[1] == day]:
+            del self._ids[key]
 
     def validate(
         self, table: str, df: pd.DataFrame, parameters: dict
@@ -169,7 +196,7 @@ def _describe(config) -> str:
 def validate_batch(validator: Validator, batch: Batch, settings: Settings) -> BatchOutcome:
     """Validate one raw batch and route every row to the validated store or to quarantine."""
     frames = {t: batch.read(t) for t in TABLE_ORDER}
-    day_start = datetime.combine(batch.day, datetime.min.time(), tzinfo=UTC)
+    window_start, window_end = day_bounds(batch.day, settings.data.shop_timezone)
     outcomes: dict[str, TableOutcome] = {}
     reports: dict[str, dict] = {}
     good: dict[str, pd.DataFrame] = {}
@@ -179,10 +206,14 @@ def validate_batch(validator: Validator, batch: Batch, settings: Settings) -> Ba
         params: dict = {}
         if table == "events":
             params = {
-                "known_user_ids": _ids(good.get("users"), "user_id"),
-                "known_item_ids": _ids(good.get("items"), "item_id"),
-                "window_start": pd.Timestamp(day_start),
-                "window_end": pd.Timestamp(day_start + timedelta(days=1)),
+                "known_user_ids": sorted(
+                    validator.known_ids("users", batch.day) | _ids(good["users"], "user_id")
+                ),
+                "known_item_ids": sorted(
+                    validator.known_ids("items", batch.day) | _ids(good["items"], "item_id")
+                ),
+                "window_start": window_start,
+                "window_end": window_end,
             }
         report, bad_rows, failed, table_level = validator.validate(table, df, params)
         reports[table] = report
@@ -200,12 +231,13 @@ def validate_batch(validator: Validator, batch: Batch, settings: Settings) -> Ba
             outcomes[t].rows_quarantined, outcomes[t].rows_valid = len(frames[t]), 0
             good[t] = frames[t].iloc[0:0]
     outcome = BatchOutcome(batch.day.isoformat(), status, suite_version(), outcomes, reason)
+    validator.forget(batch.day)
     _write(settings, batch, good, bad, outcome, reports)
     return outcome
 
 
-def _ids(df: pd.DataFrame | None, column: str) -> list[str]:
-    return [] if df is None else df[column].dropna().astype(str).unique().tolist()
+def _ids(df: pd.DataFrame, column: str) -> set[str]:
+    return set(df[column].dropna().astype(str))
 
 
 def _row_reasons(df: pd.DataFrame, mask, report: dict) -> list[str]:

@@ -21,7 +21,10 @@ app.add_typer(bench, name="bench")
 
 ProfileOpt = Annotated[Profile | None, typer.Option(help="data/training size: tiny, small or default")]
 HomeOpt = Annotated[Path | None, typer.Option(help="artefact root (RECFLOW_HOME), default .recflow")]
-DataOpt = Annotated[str | None, typer.Option("--data", help="'synthetic' or 'amazon:PATH'")]
+DataOpt = Annotated[
+    str | None,
+    typer.Option("--data", help="'synthetic', 'amazon:PATH', 'completejourney' or 'completejourney:DIR'"),
+]
 
 
 def prepare_environment(settings: Settings) -> None:

@@ -65,7 +65,11 @@ def test_services_and_ttls(feature_world):
         "item_popularity",
         "item_price_bucket",
     }
-    assert all(fv.ttl is not None and fv.ttl.total_seconds() > 0 for fv in store.list_feature_views())
+    never_expire = {"item_promotions", "user_demographics"}  # change tables: a row holds until the next
+    for fv in store.list_feature_views():
+        assert fv.ttl is not None and (fv.ttl.total_seconds() == 0) == (fv.name in never_expire), fv.name
+    grocery = {p.name for p in store.get_feature_service("grocery_v1").feature_view_projections}
+    assert grocery == never_expire
     assert (feature_world.settings.feature_repo_dir / "feature_store.yaml").exists()
 
 
