@@ -99,16 +99,42 @@ def serve(
 
 @bench.command("quality")
 def bench_quality(
-    dataset: Annotated[Path, typer.Option(help="folder with <Name>.txt (and <Name>_item2attributes.json)")],
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help="leave-one-out: a folder with <Name>.txt (and <Name>_item2attributes.json); "
+            "next-basket: 'completejourney' or 'completejourney:DIR'"
+        ),
+    ],
     json_out: Annotated[Path, typer.Option("--json", help="write results here")],
+    protocol: Annotated[
+        str, typer.Option(help="'leave-one-out' (Amazon format) or 'next-basket' (Complete Journey baskets)")
+    ] = "leave-one-out",
     seed: Annotated[int, typer.Option(help="random seed")] = 42,
     home: HomeOpt = None,
 ) -> None:
-    """Leave-one-out full-ranking benchmark (HR@K, NDCG@K) of baselines and the platform's models."""
+    """Model quality: leave-one-out full ranking (HR@K, NDCG@K) or next-basket (Recall, NDCG, PHR @10)."""
     settings = _settings(None, home)
+    if protocol == "next-basket":
+        if dataset.split(":", 1)[0] != "completejourney":
+            raise typer.BadParameter(
+                f"--protocol next-basket reads baskets from 'completejourney' or 'completejourney:DIR', "
+                f"got {dataset!r}",
+                param_hint="--dataset",
+            )
+        from benchmarks.next_basket import run_next_basket_bench
+
+        command = f"recflow bench quality --dataset {dataset} --protocol next-basket --json {json_out}"
+        run_next_basket_bench(dataset, json_out, seed=seed, command=command)
+        return
+    if protocol != "leave-one-out":
+        raise typer.BadParameter(
+            f"unknown protocol {protocol!r}: expected 'leave-one-out' or 'next-basket'",
+            param_hint="--protocol",
+        )
     from benchmarks.quality import run_quality_bench
 
-    run_quality_bench(settings, dataset, json_out, seed=seed)
+    run_quality_bench(settings, Path(dataset), json_out, seed=seed)
 
 
 @bench.command("refit-study")
@@ -186,6 +212,28 @@ def bench_synthetic_dataset(
         f"wrote {txt}: {len(written.users)} users, {len(written.items)} items, "
         f"{interactions} interactions ({interactions / len(written.users):.1f} per user)"
     )
+
+
+@bench.command("validation")
+def bench_validation(
+    json_out: Annotated[Path, typer.Option("--json", help="write results here")],
+    data: DataOpt = None,
+    days: Annotated[int | None, typer.Option(help="validate only the first N batches")] = None,
+    profile: Annotated[bool, typer.Option(help="report where the time goes (cProfile)")] = False,
+    home: HomeOpt = None,
+) -> None:
+    """Great Expectations throughput (rows/s per table) on every daily batch of a source."""
+    settings = _settings(None, home, data)
+    from benchmarks.validation import run_validation_bench
+
+    command = " ".join(
+        ["recflow bench validation", f"--json {json_out}"]
+        + ([f"--data {data}"] if data else [])
+        + ([f"--days {days}"] if days else [])
+        + (["--profile"] if profile else [])
+        + ([f"--home {home}"] if home else [])
+    )
+    run_validation_bench(settings, json_out, days=days, profile=profile, command=command)
 
 
 @bench.command("features")

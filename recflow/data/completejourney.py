@@ -142,28 +142,50 @@ def data_folder(source: str = NAME) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
+def check_folder(folder: Path) -> None:
+    """Check that `folder` holds every file of `COLUMNS` with its columns (reads the schemas only).
+
+    Raises:
+        FileNotFoundError: naming the missing file.
+        ValueError: naming the file and its missing columns.
+    """
+    for name, columns in COLUMNS.items():
+        path = folder / f"{name}.parquet"
+        if not path.exists():
+            raise FileNotFoundError(
+                f"Complete Journey folder {str(folder)!r} has no {name}.parquet; expected "
+                f"{', '.join(f'{n}.parquet' for n in COLUMNS)}"
+            )
+        missing = [c for c in columns if c not in pq.read_schema(path).names]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; expected {list(columns)}")
+
+
 def _read(folder: Path, name: str) -> pa.Table:
-    path = folder / f"{name}.parquet"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"Complete Journey folder {str(folder)!r} has no {name}.parquet; expected "
-            f"{', '.join(f'{n}.parquet' for n in COLUMNS)}"
-        )
-    table = pq.read_table(path, columns=None)
-    missing = [c for c in COLUMNS[name] if c not in table.column_names]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; expected {list(COLUMNS[name])}")
-    return table.select(list(COLUMNS[name]))
+    return pq.read_table(folder / f"{name}.parquet", columns=list(COLUMNS[name]))
 
 
-def read_completejourney(source: str = NAME) -> CompleteJourney:
-    """Read and type the four tables of a source (see `data_folder`)."""
+def read_transactions(source: str = NAME) -> pd.DataFrame:
+    """The transactions of a source, `transaction_timestamp` as UTC and `day` its date in the shop's zone."""
     folder = data_folder(source)
+    check_folder(folder)
+    return _transactions(folder)
+
+
+def _transactions(folder: Path) -> pd.DataFrame:
     tx = _read(folder, "transactions").to_pandas()
     stamp = pd.to_datetime(tx["transaction_timestamp"])
     stamp = stamp.dt.tz_localize("UTC") if stamp.dt.tz is None else stamp.dt.tz_convert("UTC")
     tx["transaction_timestamp"] = stamp.astype("datetime64[us, UTC]")
     tx["day"] = stamp.dt.tz_convert(TIMEZONE).dt.date
+    return tx
+
+
+def read_completejourney(source: str = NAME) -> CompleteJourney:
+    """Read and type the four tables of a source (see `data_folder`)."""
+    folder = data_folder(source)
+    check_folder(folder)
+    tx = _transactions(folder)
     promotions = _read(folder, "promotions")
     promotions = (
         promotions.append_column(
@@ -243,19 +265,17 @@ def catalogue(products: pd.DataFrame, transactions: pd.DataFrame, created: pd.Ti
     for group in (category, p["department"].fillna(UNKNOWN)):
         price = price.fillna(p["unit"].groupby(group).transform("median"))
     price = price.fillna(unit.median() if len(unit) else 1.0)
-    tags = [
-        "|".join(
-            f"{k}={v}" for k, v in zip(("department", "type", "size", "manufacturer"), row, strict=True) if v
-        )
-        or None
-        for row in zip(
-            p["department"].where(p["department"].notna(), None),
-            p["product_type"].where(p["product_type"].notna(), None),
-            p["package_size"].where(p["package_size"].notna(), None),
-            p["manufacturer_id"].astype(str),
-            strict=True,
-        )
-    ]
+    parts = {
+        "department": p["department"],
+        "type": p["product_type"],
+        "size": p["package_size"],
+        "manufacturer": p["manufacturer_id"].astype(str),
+    }
+    tags = pd.Series("", index=p.index, dtype=object)
+    for name, values in parts.items():
+        text = (name + "=" + values.astype(object).astype(str)).where(values.notna(), "")
+        tags = tags.str.cat(text, sep="|").str.strip("|").str.replace("||", "|", regex=False)
+    tags = tags.where(tags != "", None)
     items = pd.DataFrame(
         {
             "item_id": p["product_id"].astype(str),
