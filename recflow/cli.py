@@ -220,10 +220,16 @@ def bench_validation(
     data: DataOpt = None,
     days: Annotated[int | None, typer.Option(help="validate only the first N batches")] = None,
     profile: Annotated[bool, typer.Option(help="report where the time goes (cProfile)")] = False,
+    days_per_run: Annotated[
+        int | None,
+        typer.Option(help="days per Great Expectations run (RECFLOW_DATA__VALIDATION_DAYS_PER_RUN)"),
+    ] = None,
     home: HomeOpt = None,
 ) -> None:
     """Great Expectations throughput (rows/s per table) on every daily batch of a source."""
     settings = _settings(None, home, data)
+    if days_per_run is not None:
+        settings.data.validation_days_per_run = days_per_run
     from benchmarks.validation import run_validation_bench
 
     command = " ".join(
@@ -231,6 +237,7 @@ def bench_validation(
         + ([f"--data {data}"] if data else [])
         + ([f"--days {days}"] if days else [])
         + (["--profile"] if profile else [])
+        + ([f"--days-per-run {days_per_run}"] if days_per_run else [])
         + ([f"--home {home}"] if home else [])
     )
     run_validation_bench(settings, json_out, days=days, profile=profile, command=command)
