@@ -74,3 +74,11 @@ def test_day_bounds_follow_the_shops_calendar():
         pd.Timestamp("2017-01-01", tz="UTC"),
         pd.Timestamp("2017-01-02", tz="UTC"),
     )
+
+
+def test_shop_time_zone_comes_from_the_source_unless_set():
+    from recflow.settings import DataSettings
+
+    assert DataSettings().shop_timezone == "UTC"
+    assert DataSettings(source="completejourney:/x").shop_timezone == "America/New_York"
+    assert DataSettings(source="completejourney", timezone="Europe/Paris").shop_timezone == "Europe/Paris"
