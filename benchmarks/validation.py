@@ -41,7 +41,12 @@ def top_functions(profile: cProfile.Profile, n: int = 25) -> list[dict]:
 
 
 def run_validation_bench(
-    settings: Settings, json_out: Path, days: int | None = None, profile: bool = False, command: str = ""
+    settings: Settings,
+    json_out: Path,
+    days: int | None = None,
+    profile: bool = False,
+    command: str = "",
+    baseline: Path | None = None,
 ) -> dict:
     """Land (if needed) and validate the batches of `settings.data.source`; write and return the figures.
 
@@ -54,6 +59,7 @@ def run_validation_bench(
         days: validate only the first N batches (all when None).
         profile: run the validation under cProfile and report the top functions.
         command: the command line, recorded in the JSON.
+        baseline: an earlier run's JSON to compare with in the Markdown table written beside the JSON.
     """
     from features.validation import Validator, suite_version, validate_batches
     from recflow.data.sources import land_batches
@@ -124,6 +130,8 @@ def run_validation_bench(
         result["profile_top"] = top_functions(profiler)
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(result, indent=2))
+    runs = [json.loads(baseline.read_text())] if baseline else []
+    json_out.with_suffix(".md").write_text(markdown([*runs, result]))
     for table, row in per_table.items():
         console.print(
             f"{table:7s} {row['rows']:>10,} rows  GX {row['gx_seconds']:>8.2f}s  {row['rows_per_s'] or 0:>10,} rows/s"
@@ -134,3 +142,29 @@ def run_validation_bench(
         f"(events {end['events_rows_per_s']:,} rows/s); statuses {statuses}; wrote {json_out}"
     )
     return result
+
+
+def markdown(runs: list[dict]) -> str:
+    """A table of one or more runs (e.g. before and after a change), each with the command that made it."""
+    lines = [
+        "# Validation throughput",
+        "",
+        "Written by `recflow bench validation`; do not edit by hand. Rows/s per table are rows over the seconds",
+        "inside Great Expectations for that table; end to end adds reading, routing and writing every batch.",
+        "",
+        "| run | batches | days per GX run | events rows/s | items rows/s | users rows/s | end to end rows/s |"
+        " GX runs (events) | load | meets >= 100k events rows/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n, run in enumerate(runs, start=1):
+        t = run["tables"]
+        lines.append(
+            f"| {n} | {run['batches']} | {run.get('days_per_run', 1)} | {t['events']['rows_per_s']:,} | "
+            f"{t['items']['rows_per_s']:,} | {t['users']['rows_per_s']:,} | {run['end_to_end']['rows_per_s']:,} | "
+            f"{t['events'].get('gx_runs', run['batches'])} | {run['load_average']} | {run['meets_target']} |"
+        )
+    lines += ["", "Commands:", ""]
+    for n, run in enumerate(runs, start=1):
+        lines += [f"{n}. `{run['command']}`" + (f" (at commit {run['commit']})" if run.get("commit") else "")]
+    lines.append("")
+    return "\n".join(lines)

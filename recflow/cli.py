@@ -224,6 +224,9 @@ def bench_validation(
         int | None,
         typer.Option(help="days per Great Expectations run (RECFLOW_DATA__VALIDATION_DAYS_PER_RUN)"),
     ] = None,
+    baseline: Annotated[
+        Path | None, typer.Option(help="an earlier run's JSON, compared with in the Markdown beside --json")
+    ] = None,
     home: HomeOpt = None,
 ) -> None:
     """Great Expectations throughput (rows/s per table) on every daily batch of a source."""
@@ -239,8 +242,9 @@ def bench_validation(
         + (["--profile"] if profile else [])
         + ([f"--days-per-run {days_per_run}"] if days_per_run else [])
         + ([f"--home {home}"] if home else [])
+        + ([f"--baseline {baseline}"] if baseline else [])
     )
-    run_validation_bench(settings, json_out, days=days, profile=profile, command=command)
+    run_validation_bench(settings, json_out, days=days, profile=profile, command=command, baseline=baseline)
 
 
 @bench.command("features")
