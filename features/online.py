@@ -77,6 +77,20 @@ class OnlineFeatures:
             return None
         return out
 
+    def users(self, user_ids: Sequence[str], chunk: int = 1000) -> list[dict | None]:
+        """`user` for many users at once (one online-store read per `chunk` users), in order."""
+        out: list[dict | None] = []
+        for lo in range(0, len(user_ids), chunk):
+            ids = [str(u) for u in user_ids[lo : lo + chunk]]
+            values = self.store.get_online_features(
+                features=self.user_refs, entity_rows=[{"user_id": u} for u in ids]
+            ).to_dict()
+            for row in range(len(ids)):
+                user = {name: column[row] for name, column in values.items()}
+                known = any(v is not None for k, v in user.items() if k != "user_id")
+                out.append(user if known else None)
+        return out
+
     def items(self, item_ids: Sequence[str]) -> pd.DataFrame:
         """Item features, one row per requested id in request order (index `item_id`).
 
@@ -113,7 +127,8 @@ def push_user_events(
     """Append new events to each user's online `recent_items` through the `user_events_push` PushSource.
 
     Reads the users' current sequences from the online store, appends the new item ids in time
-    order (any event type), keeps the last N (the `sequence_length` tag of `user_sequence` unless
+    order (any event type; an event on the item that is already the newest extends that
+    interaction instead of repeating it, as `features.compute.interactions` does), keeps the last N (the `sequence_length` tag of `user_sequence` unless
     given) and pushes one row per user, stamped with the user's newest event. Online only: the
     offline tables are rebuilt from the validated batches. Aggregate counters (`user_activity`)
     are not updated in real time; they move with the next daily batch.
@@ -143,9 +158,16 @@ def push_user_events(
     rows = []
     for user_id, before in zip(users, current, strict=True):
         mine = ev[ev["user_id"] == user_id]
-        sequence = (list(before or []) + mine["item_id"].tolist())[-length:]
+        sequence = list(before or [])
+        for item in mine["item_id"]:
+            if not sequence or sequence[-1] != item:  # a run on one item is one interaction
+                sequence.append(item)
         rows.append(
-            {"user_id": user_id, "event_timestamp": mine["timestamp"].max(), "recent_items": sequence}
+            {
+                "user_id": user_id,
+                "event_timestamp": mine["timestamp"].max(),
+                "recent_items": sequence[-length:],
+            }
         )
     pushed = pd.DataFrame(rows)
     store.push(USER_EVENTS_PUSH, pushed, to=PushMode.ONLINE)

@@ -164,22 +164,57 @@ def get_training_frame(store: FeatureStore, entity_df: pd.DataFrame, service_nam
         value stamped after a row's timestamp never reaches that row, and one older than the
         view's TTL is null.
     """
+    return historical_features(store, entity_df, store.get_feature_service(service_name))
+
+
+def historical_features(store: FeatureStore, entity_df: pd.DataFrame, features) -> pd.DataFrame:
+    """Point-in-time correct `features` (a FeatureService or `view:feature` refs) for each entity row.
+
+    Same contract as `get_training_frame`: every input row comes back, in order, with nulls where
+    no value was known at the row's time.
+    """
     if "event_timestamp" not in entity_df.columns:
         raise ValueError(f"entity_df needs an 'event_timestamp' column; got {list(entity_df.columns)}")
-    service = store.get_feature_service(service_name)
     frame = entity_df.reset_index(drop=True)
     frame = frame.assign(
         event_timestamp=pd.to_datetime(frame["event_timestamp"], utc=True),
         **{key: frame[key].astype("string") for key in ("user_id", "item_id") if key in frame.columns},
         **{ROW: np.arange(len(frame))},
     )
-    out = store.get_historical_features(entity_df=frame, features=service).to_df()
+    out = store.get_historical_features(entity_df=frame, features=features).to_df()
     # Some Feast offline stores drop an entity row when none of a view's rows for that entity
     # falls in [row time - TTL, row time]; put every row back, in order, with missing features.
     out = out.drop_duplicates(ROW).set_index(ROW).reindex(np.arange(len(frame)))
-    features = [c for c in out.columns if c not in frame.columns]
+    columns = [c for c in out.columns if c not in frame.columns]
     restored = frame.drop(columns=ROW).reset_index(drop=True)
-    return pd.concat([restored, out[features].reset_index(drop=True)], axis=1)
+    return pd.concat([restored, out[columns].reset_index(drop=True)], axis=1)
+
+
+NUMERIC_TYPES: frozenset[str] = frozenset({"Int32", "Int64", "Float32", "Float64"})
+RANKER_SERVICE = "ranking_v1"
+NOT_RANKER_FEATURES: frozenset[str] = frozenset({"last_event_unix_s"})
+"""Raw timestamps are no ranking signal (`days_since_last_event` is their useful form)."""
+
+
+def ranker_features(store: FeatureStore, service_name: str = RANKER_SERVICE) -> dict[str, list[str]]:
+    """The numeric features of a feature service, split by entity: `{"user": [refs], "item": [refs]}`.
+
+    These are the online features the ranker reads next to the candidate sources' scores, as
+    `view:feature` references (on-demand views, which need request data, are left out).
+    """
+    out: dict[str, list[str]] = {"user": [], "item": []}
+    for projection in store.get_feature_service(service_name).feature_view_projections:
+        try:
+            view = store.get_feature_view(projection.name)
+        except Exception:  # an on-demand view: computed at request time, not stored per entity
+            continue
+        entity = "user" if "user_id" in view.join_keys else "item" if "item_id" in view.join_keys else None
+        if entity is None:
+            continue
+        for feature in projection.features:
+            if str(feature.dtype) in NUMERIC_TYPES and feature.name not in NOT_RANKER_FEATURES:
+                out[entity].append(f"{view.name}:{feature.name}")
+    return out
 
 
 def _first_day(settings: Settings) -> datetime:

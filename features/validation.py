@@ -30,7 +30,7 @@ import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -206,9 +206,13 @@ class Validator:
         return self.settings.home / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
+def describe_expectation(kind: str, column: str | None = None) -> str:
+    """How reports name an expectation: `type(column)`, or `type` for a table-level one."""
+    return f"{kind}({column})" if column else kind
+
+
 def _describe(config) -> str:
-    column = config.kwargs.get("column")
-    return f"{config.type}({column})" if column else config.type
+    return describe_expectation(config.type, config.kwargs.get("column"))
 
 
 def validate_batch(validator: Validator, batch: Batch, settings: Settings) -> BatchOutcome:
@@ -342,12 +346,7 @@ def _validate_group(
         parts.append(events)
     window_start = day_bounds(group[0].day, settings.data.shop_timezone)[0]
     window_end = day_bounds(group[-1].day, settings.data.shop_timezone)[1]
-    params = {
-        "known_user_ids": [KNOWN],
-        "known_item_ids": [KNOWN],
-        "window_start": window_start,
-        "window_end": window_end,
-    }
+    params = events_parameters([KNOWN], [KNOWN], window_start, window_end)
     results["events"] = validator.validate("events", pd.concat(parts, ignore_index=True), params)
     if len(group) > 1 and any(r[3] for r in results.values()):
         # a table-level failure cannot be pinned on one day: validate the days one by one
@@ -382,9 +381,7 @@ def _settle(validator, batch, frames, reports, results, settings, single: bool) 
             for i in ((e.get("result") or {}).get("unexpected_index_list") or [])
         }
         failed = [
-            f"{e['expectation_type']}({e['kwargs'].get('column', '')})"
-            if e["kwargs"].get("column")
-            else e["expectation_type"]
+            describe_expectation(e["expectation_type"], e["kwargs"].get("column"))
             for e in report.get("expectations", [])
             if not e.get("success")
         ]
@@ -450,6 +447,20 @@ def _day_report(report: dict, lo: int, hi: int, frame: pd.DataFrame) -> dict:
     }
     out["pooled_rows"] = [lo, hi]
     return out
+
+
+def events_parameters(known_user_ids, known_item_ids, window_start: datetime, window_end: datetime) -> dict:
+    """The `$PARAMETER`s of the events suite: known ids, and the window [start, end) events must lie in.
+
+    A batch passes the known-id token (its known ids are resolved per day, see `_known_tokens`) and its
+    days; `POST /events` passes the validated catalogue and the live window (see `serving/events.py`).
+    """
+    return {
+        "known_user_ids": known_user_ids,
+        "known_item_ids": known_item_ids,
+        "window_start": pd.Timestamp(window_start),
+        "window_end": pd.Timestamp(window_end),
+    }
 
 
 def _ids(df: pd.DataFrame, column: str) -> set[str]:

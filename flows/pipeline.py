@@ -70,7 +70,9 @@ def validate(settings: Settings, batches: list[Batch]) -> tuple[list, Path]:
     return outcomes, validator.build_docs()
 
 
-@task(name="build features", cache_policy=NO_CACHE)
+# log_prints off: Feast serialises on-demand views with dill, which disassembles their functions with
+# print() while capturing sys.stdout; the flow's log_prints would log each bytecode line instead
+@task(name="build features", cache_policy=NO_CACHE, log_prints=False)
 def build_features(settings: Settings):
     """Feast: compute feature tables from validated data, apply the repo, materialize to the online store."""
     from features.store import materialize, prepare_feature_store
@@ -82,10 +84,11 @@ def build_features(settings: Settings):
 
 @task(name="train models", cache_policy=NO_CACHE)  # the Feast store is no cache key
 def train(settings: Settings, store):
-    """TFRS two-tower retrieval + ranking, evaluated against popularity on the time holdout."""
+    """The model family (two-tower, co-occurrence, ranker): chosen and reported on the held-out days, then
+    refit on everything; the report compares it with popularity on users no choice saw."""
     from models.train import train_models
 
-    return train_models(settings, store)
+    return train_models(settings, store, progress=lambda line: console.print(f"  [dim]{line}[/]"))
 
 
 @task(name="package and promote")
@@ -169,15 +172,17 @@ def recflow_pipeline(settings: Settings) -> dict:
     m, p = trained.metrics["model"], trained.metrics["popularity"]
     k = settings.train.k
     report.summary["metrics"] = trained.metrics
+    report.summary["stages_served"] = trained.stages
     report.summary["training"] = {
         "device": trained.device,
         "seconds": round(trained.seconds, 1),
         "bundle": str(trained.bundle_path),
     }
+    ranker = "with ranker" if trained.stages.get("ranker", {}).get("serving") else "without ranker"
     report.add(
         "train",
         f"Recall@{k} {m[f'recall@{k}']:.4f} vs popularity {p[f'recall@{k}']:.4f}; "
-        f"NDCG@{k} {m[f'ndcg@{k}']:.4f} vs {p[f'ndcg@{k}']:.4f} (on {trained.device})",
+        f"NDCG@{k} {m[f'ndcg@{k}']:.4f} vs {p[f'ndcg@{k}']:.4f} ({ranker}, on {trained.device})",
         str(trained.bundle_path),
         time.perf_counter() - t,
     )

@@ -4,17 +4,19 @@
 from `--drift-day`, trains the first champion on the first `window` days, then for every later day:
 
 1. validates the day's batch (Great Expectations) into the validated store;
-2. serves the champion's top-K to the day's active users (from their history before the day),
-   measures its hit rate on what they did that day (the feedback) and the drift of its served
-   scores against the scores it served on its own holdout day (prediction drift);
+2. serves the champion's top-K to the users who come back that day, through the one scoring path
+   (`monitoring.quality.day_evaluation`: history, seen filter and online features as of the day's
+   start), measures its hit rate and NDCG on what they did that day (the feedback) and the drift of
+   its two-tower scores against those it served on its first day (prediction drift);
 3. checks drift of the day against the champion's training window (Evidently, calibrated);
    snapshots go to the Evidently workspace;
-4. on drift (outside the cool-down after a promotion), or when the weekly schedule is due, retrains a
-   challenger on the newest `window` days before today, then gates it against the champion on today (the latest holdout) and on the
-   fixed golden day; the challenger is stored either way, promoted only if it wins.
+4. on drift (outside the cool-down after a promotion), or when the weekly schedule is due, trains a
+   challenger on the newest `window` days up to today (today held out for its validation package,
+   then refit), and gates it against the champion on today (`monitoring.gate.compare_packages`); the
+   challenger is stored either way, promoted only if it wins.
 
-At the end a model trained from scratch on the shifted days only is compared with the final champion
-on the last day. The JSON and a PNG chart (drift share and hit rate per day) are written.
+At the end a model trained from scratch on the shifted days only is compared with the champion that
+served the last day, on that day. The JSON and a PNG chart (drift share and hit rate per day) are written.
 """
 
 from __future__ import annotations
@@ -25,18 +27,16 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from recflow.data.batches import list_batches, read_events
+from recflow.data.batches import list_batches
 from recflow.settings import Settings
 
 
 @dataclass
 class Champion:
-    """The serving model in the simulation: its store tag, bundle and training window."""
+    """The serving model in the simulation: its store tag, package and the days it learned."""
 
     tag: str
     bundle_path: Path
@@ -59,6 +59,8 @@ class DayRecord:
     serving_model: str
     champion_hr: float | None
     challenger_hr: float | None
+    champion_ndcg: float | None = None
+    challenger_ndcg: float | None = None
     gate_reason: str | None = None
     retrain_reason: str | None = None
     prediction_drift: float | None = None
@@ -66,8 +68,8 @@ class DayRecord:
 
     def to_dict(self, k: int) -> dict:
         d = asdict(self)
-        d[f"champion_hr@{k}"] = d.pop("champion_hr")
-        d[f"challenger_hr@{k}"] = d.pop("challenger_hr")
+        for name in ("champion_hr", "challenger_hr", "champion_ndcg", "challenger_ndcg"):
+            d[f"{name}@{k}"] = d.pop(name)
         return d
 
 
@@ -131,53 +133,7 @@ def check_drift(sim: Settings, window: list[date], day: date):
     return detect_drift(reference, current, sim, sim.reports_dir / "drift" / day.isoformat(), timestamp=when)
 
 
-# ---------------------------------------------------------------- serving and feedback
-
-
-def serve_day(bundle, sim: Settings, day: date, k: int) -> pd.DataFrame:
-    """The top-K the model serves to each user active on `day`, from their history before the day.
-
-    Returns:
-        One row per recommendation: `user_id`, `item_id`, `rank`, `score`.
-    """
-    history = read_events(sim.validated_dir, [d for d in _days(sim) if d < day])
-    today = read_events(sim.validated_dir, [day])
-    users = list_batches(sim.validated_dir)
-    snapshot = next(b for b in users if b.day == day).read("users").set_index("user_id")
-    active = sorted(today["user_id"].astype(str).unique())
-    recent = history.groupby(history["user_id"].astype(str))["item_id"].agg(lambda s: list(s.astype(str)))
-    n = sim.features.sequence_length
-    queries = [
-        {
-            "user_id": u,
-            "recent_items": recent.get(u, [])[-n:],
-            "region": snapshot["region"].get(u),
-            "age_band": snapshot["age_band"].get(u),
-        }
-        for u in active
-    ]
-    if not queries:
-        return pd.DataFrame(columns=["user_id", "item_id", "rank", "score"])
-    scores = bundle.query_embedding(queries) @ bundle.item_embeddings.T
-    top = np.argsort(-scores, axis=1)[:, :k]
-    rows = [
-        (u, str(bundle.item_ids[j]), r + 1, float(scores[i, j]))
-        for i, u in enumerate(active)
-        for r, j in enumerate(top[i])
-    ]
-    return pd.DataFrame(rows, columns=["user_id", "item_id", "rank", "score"])
-
-
-def day_quality(bundle, sim: Settings, day: date, training_days: list[date]):
-    """Served lists of `day` judged by that day's events (`monitoring.quality`)."""
-    from monitoring.quality import recommendation_quality
-
-    k = sim.train.k
-    served = serve_day(bundle, sim, day, k)
-    feedback = read_events(sim.validated_dir, [day])
-    catalogue = next(b for b in list_batches(sim.validated_dir) if b.day == day).read("items")["item_id"]
-    training = read_events(sim.validated_dir, training_days)
-    return recommendation_quality(served, feedback, training, catalogue, k)
+# ---------------------------------------------------------------- helpers
 
 
 def _days(sim: Settings) -> list[date]:
@@ -221,9 +177,10 @@ def simulate_flow(
     Returns:
         `{"drift_day", "days": [...], "final": {...}}` (see `DayRecord`).
     """
+    from features.store import prepare_feature_store
     from features.validation import Validator
-    from monitoring.gate import decide_promotion
-    from monitoring.quality import prediction_drift
+    from monitoring.gate import compare_packages
+    from monitoring.quality import day_evaluation, prediction_drift
     from monitoring.workspace import log_batch
     from serving.package import promote, save_to_model_store
 
@@ -233,7 +190,6 @@ def simulate_flow(
     if sim.home.exists():
         shutil.rmtree(sim.home)
     k = sim.train.k
-    metric = f"hit_rate@{k}"
     batches = land_history(sim)
     validator = Validator(sim)
     for batch in batches[:window]:
@@ -245,21 +201,20 @@ def simulate_flow(
         sim, trained.bundle_path, {"simulation": {"trained_on": [d.isoformat() for d in first]}}
     )
     promote(sim, tag)
-    champion = Champion(tag, trained.bundle_path, first[:-1], _load(trained.bundle_path))
-    golden_day = first[-1]  # never trained on by the first champion; fixed for the whole simulation
-    golden = {champion.tag: day_quality(champion.bundle, sim, golden_day, champion.window).to_dict()}
-    score_reference = serve_day(champion.bundle, sim, golden_day, k)["score"]  # the champion's own scores
+    champion = Champion(tag, trained.bundle_path, first, _load(trained.bundle_path))
+    score_reference = None  # the champion's two-tower scores on its first serving day
     last_promotion, last_training, follow_up = None, first[-1], None
     records: list[DayRecord] = []
 
     for index, batch in enumerate(batches[window:], start=window):
         day = batch.day
         validate_day(sim, validator, batch)
-        quality = day_quality(champion.bundle, sim, day, champion.window)
-        champion_hr = quality.to_dict()[metric]
-        served_drift = prediction_drift(
-            score_reference, serve_day(champion.bundle, sim, day, k)["score"], sim
-        )
+        store = prepare_feature_store(sim)  # features as of each day's start, for the served lists
+        quality, served = day_evaluation(sim, store, champion.bundle, day, k)
+        scores = served.served["retrieval_score"].dropna()
+        if score_reference is None:
+            score_reference = scores
+        served_drift = prediction_drift(score_reference, scores, sim)
         drift = check_drift(sim, champion.window, day)
         log_batch(
             sim,
@@ -269,8 +224,10 @@ def simulate_flow(
             name=str(day),
         )
         record = DayRecord(
-            str(day), drift.share, drift.detected, False, False, champion.tag, champion_hr, None
+            str(day), drift.share, drift.detected, False, False, champion.tag, quality.hit_rate, None
         )
+        record.champion_ndcg = quality.ndcg
+        served_by = champion.tag  # the package that served this day (a promotion only serves from tomorrow)
         record.prediction_drift, record.prediction_drift_detected = served_drift.score, served_drift.detected
         cooling = last_promotion is not None and (day - last_promotion).days <= cooldown
         if drift.detected and follow_up is None:
@@ -289,34 +246,28 @@ def simulate_flow(
             last_training, record.retrain_reason = day, reason
             train_window = [d for d in _days(sim) if day - timedelta(days=window) <= d <= day]
             challenger = train_on_window(sim, train_window, f"day{index:03d}")
-            bundle = _load(challenger.bundle_path)
-            challenger_quality = day_quality(bundle, sim, day, train_window[:-1])
-            golden_challenger = day_quality(bundle, sim, golden_day, train_window[:-1]).to_dict()
-            decision = decide_promotion(
-                quality.to_dict(),
-                challenger_quality.to_dict(),
-                golden[champion.tag],
-                golden_challenger,
-                sim.monitoring.promotion_margin,
-                metric=metric,
-                golden_tolerance=sim.monitoring.golden_tolerance,
-            )
+            decision = compare_packages(sim, store, champion.bundle, _load(challenger.validation_path))
             new_tag = save_to_model_store(sim, challenger.bundle_path, {"gate": decision.to_dict()})
-            record.retrained, record.challenger_hr = True, challenger_quality.to_dict()[metric]
+            record.retrained = True
+            if decision.challenger is not None:
+                record.challenger_hr = decision.challenger[f"hr@{k}"]
+                record.challenger_ndcg = decision.challenger[f"ndcg@{k}"]
             record.gate_reason = decision.reason
             print(f"{day}: {record.retrain_reason} retrain -> challenger {new_tag}: {decision.reason}")
             if decision.promote:
                 promote(sim, new_tag)
-                champion = Champion(new_tag, challenger.bundle_path, train_window[:-1], bundle)
-                golden[new_tag] = golden_challenger
-                score_reference = serve_day(bundle, sim, day, k)["score"]
+                champion = Champion(
+                    new_tag, challenger.bundle_path, train_window, _load(challenger.bundle_path)
+                )
+                score_reference = None
                 last_promotion = day
                 record.promoted, record.serving_model = True, new_tag
         if day == follow_up:
             follow_up = None  # done; a later alarm starts a new episode
         records.append(record)
 
-    final = _final_comparison(sim, champion, drift_day)
+    final = _final_comparison(sim, store, drift_day, records[-1], served_by)
+    final["final_champion"] = champion.tag
     return {
         "drift_day": drift_day,
         "profile": sim.profile,
@@ -326,21 +277,29 @@ def simulate_flow(
     }
 
 
-def _final_comparison(sim: Settings, champion: Champion, drift_day: int) -> dict:
-    """The final champion against a model trained from scratch on the shifted days, on the last day."""
-    metric = f"hit_rate@{sim.train.k}"
+def _final_comparison(sim: Settings, store, drift_day: int, last_record: DayRecord, served_by: str) -> dict:
+    """On the last day: the package that served it against one trained from scratch on the shifted days.
+
+    The scratch model is judged by its validation package (fitted before the last day); the package
+    that served the last day learned nothing of it either.
+    """
+    from monitoring.quality import day_quality
+
+    k = sim.train.k
     days = _days(sim)
-    shifted = days[drift_day:]
-    last = days[-1]
+    shifted, last = days[drift_day:], days[-1]
     scratch = train_on_window(sim, shifted, "scratch")
-    scratch_hr = day_quality(_load(scratch.bundle_path), sim, last, shifted[:-1]).to_dict()[metric]
-    champion_hr = day_quality(champion.bundle, sim, last, champion.window).to_dict()[metric]
+    scratch_quality = day_quality(sim, store, _load(scratch.validation_path), last, k)
     return {
         "day": str(last),
-        "champion": champion.tag,
-        f"champion_{metric}": champion_hr,
-        f"scratch_{metric}": scratch_hr,
-        "champion_over_scratch": champion_hr / scratch_hr if scratch_hr else None,
+        "champion": served_by,
+        f"champion_hit_rate@{k}": last_record.champion_hr,
+        f"champion_ndcg@{k}": last_record.champion_ndcg,
+        f"scratch_hit_rate@{k}": scratch_quality.hit_rate,
+        f"scratch_ndcg@{k}": scratch_quality.ndcg,
+        "champion_over_scratch": (
+            last_record.champion_ndcg / scratch_quality.ndcg if scratch_quality.ndcg else None
+        ),
     }
 
 

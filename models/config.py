@@ -1,91 +1,93 @@
-"""Hyperparameters of the TFRS models, as a dataclass saved with the weights (nanoGPT-style)."""
+"""Hyperparameters of the model family, as one dataclass saved with the weights (nanoGPT-style).
+
+A package holds a two-tower (`SequentialConfig`), a co-occurrence model (`CooccurrenceParams`,
+chosen on validation), popularity counts and, when it earned its place, a ranker (`RankerConfig`).
+`PipelineConfig.from_settings` reads what `settings.train` asks for; `to_dict` / `from_dict` are
+what a bundle's `metadata.json` stores as `hyperparameters`, so any package can be rebuilt.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, replace
 
+from models.cooccurrence import CooccurrenceParams
+from models.ranker import RankerConfig
+from models.sequential import SequentialConfig
 from recflow.settings import Settings
 
 
-@dataclass
-class ModelConfig:
-    """Everything needed to rebuild the towers, apart from the vocabularies (saved beside them).
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything that rebuilds a package's models, apart from the data-derived arrays."""
 
-    Built from `settings.train` (and `settings.features.sequence_length`) by `from_settings`, stored in
-    the bundle's metadata as `hyperparameters`, and read back by `from_dict` when a bundle is loaded.
-    """
-
-    embedding_dim: int = 64
-    epochs: int = 3
-    batch_size: int = 512
-    learning_rate: float = 0.01
-    ranking_epochs: int = 2
-    ranking_learning_rate: float = 0.01
-    sequence_length: int = 20
-    temperature: float = 1.0
-    logq_correction: bool = True
-    price_buckets: int = 10
-    cross_layers: int = 1
-    deep_units: int = 64
-    ranking_numeric: list[str] = field(default_factory=list)
-    mixed_precision: bool = False
-    xla: bool = False
-    seed: int = 42
+    two_tower: SequentialConfig = field(default_factory=SequentialConfig)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
+    cooccurrence: CooccurrenceParams = field(default_factory=CooccurrenceParams)
+    event_weights: dict[str, float] = field(
+        default_factory=lambda: {"view": 1.0, "add_to_cart": 2.0, "purchase": 3.0}
+    )
+    tuning_users: int = 8000
+    report_share: float = 0.5
+    ranker_alpha: float = 0.05
     k: int = 10
+    seed: int = 42
 
     def to_dict(self) -> dict:
         """A JSON-ready dict of every hyperparameter."""
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> ModelConfig:
-        """Rebuild from `to_dict` output; unknown keys (from a newer version) are ignored."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+    def from_dict(cls, values: dict) -> PipelineConfig:
+        """Rebuild from `to_dict` output; unknown keys (from another version) are ignored."""
+        known = set(cls.__dataclass_fields__)
+        kept = {k: v for k, v in values.items() if k in known}
+        if isinstance(kept.get("two_tower"), dict):
+            kept["two_tower"] = SequentialConfig.from_dict(kept["two_tower"])
+        if isinstance(kept.get("ranker"), dict):
+            kept["ranker"] = RankerConfig.from_dict(kept["ranker"])
+        if isinstance(kept.get("cooccurrence"), dict):
+            params = kept["cooccurrence"]
+            kept["cooccurrence"] = CooccurrenceParams(
+                **{k: v for k, v in params.items() if k in CooccurrenceParams.__dataclass_fields__}
+            )
+        return cls(**kept)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ModelConfig:
-        """The hyperparameters that `settings.train` asks for."""
+    def from_settings(cls, settings: Settings) -> PipelineConfig:
+        """The hyperparameters that `settings.train` (and the sequence feature's length) ask for."""
         t = settings.train
-        return cls(
-            embedding_dim=t.embedding_dim,
-            epochs=t.epochs,
-            batch_size=t.batch_size,
+        two_tower = SequentialConfig(
+            max_len=settings.features.sequence_length,
+            dim=t.dim,
+            heads=t.heads,
+            blocks=t.blocks,
+            dropout=t.dropout,
             learning_rate=t.learning_rate,
-            ranking_epochs=t.ranking_epochs,
-            ranking_learning_rate=t.ranking_learning_rate,
-            sequence_length=settings.features.sequence_length,
-            temperature=t.temperature,
-            logq_correction=t.logq_correction,
-            mixed_precision=t.mixed_precision,
-            xla=t.xla,
+            batch_size=t.batch_size,
+            max_epochs=t.max_epochs,
+            eval_every=t.eval_every,
+            patience=t.patience,
+            refit_epochs=t.refit_epochs,
+            max_windows=t.max_windows,
             seed=settings.seed,
+        )
+        ranker = RankerConfig(
+            candidates=t.candidates,
+            learning_rate=t.ranker_learning_rate,
+            max_epochs=t.ranker_max_epochs,
+            seed=settings.seed,
+        )
+        return cls(
+            two_tower=two_tower,
+            ranker=ranker,
+            event_weights=dict(t.event_weights),
+            tuning_users=t.tuning_users,
+            report_share=t.report_share,
+            ranker_alpha=t.ranker_alpha,
             k=t.k,
+            seed=settings.seed,
         )
 
-
-@dataclass
-class Vocabulary:
-    """The data-derived constants of the towers: id vocabularies, price buckets, numeric scaling.
-
-    Saved as `vocab.json` in the bundle; together with `ModelConfig` it rebuilds every tower exactly.
-    """
-
-    user_id: list[str]
-    item_id: list[str]
-    category: list[str]
-    brand: list[str]
-    region: list[str]
-    age_band: list[str]
-    price_boundaries: list[float]
-    numeric_mean: list[float] = field(default_factory=list)
-    numeric_std: list[float] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        """A JSON-ready dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> Vocabulary:
-        """Rebuild from `to_dict` output."""
-        return cls(**values)
+    def with_cooccurrence(self, params: CooccurrenceParams) -> PipelineConfig:
+        """The same config with the co-occurrence parameters chosen on validation."""
+        return replace(self, cooccurrence=params)

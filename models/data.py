@@ -1,10 +1,15 @@
-"""Training data for the TFRS models: validated events, a time-based holdout, point-in-time Feast features.
+"""The platform's evaluation and training data: validated interactions cut in time, point-in-time features.
 
-Every example is a label event from the validated store (`recflow.data.batches.read_events`). Its
-features come from Feast's `get_historical_features` at the label's timestamp minus one microsecond
-(`features.compute.training_timestamps`), so a feature never sees its own label or anything later.
-The newest `settings.data.holdout_days` days are the holdout: no training example, no vocabulary
-entry and no popularity count comes from them.
+One rule serves training, the promotion gate and monitoring alike (`held_out`): cut the validated
+interactions (`features.compute.interactions`: runs of events on one item collapsed, the strongest
+event type kept) at an instant; the users who come back after it are scored from their history
+before it, what they had bought before it is never recommended (the seen filter, as served), and
+the items they turned to after it are the targets. Their online features, and every item's, come
+from Feast's offline store *as of the cut* (`get_historical_features`), so nothing after it leaks in.
+
+For training (`build_training_data`) the cut is the first of the newest `data.holdout_days` days: the
+histories before it fit the models, the held-out users choose and report them, and the serving
+package is refit on every interaction through the newest day.
 """
 
 from __future__ import annotations
@@ -17,267 +22,238 @@ import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
-from features.compute import training_timestamps
-from features.store import get_training_frame
-from models.config import ModelConfig, Vocabulary
-from models.evaluate import holdout_relevance
-from models.ranking import RANKING_CATEGORICAL, scale_numeric
-from recflow.data.batches import list_batches, read_events
+from features.compute import interactions, snapshots
+from features.store import RANKER_SERVICE, historical_features, ranker_features
+from models.baselines import popular_lists
+from models.catalogue import Catalogue
+from models.pipeline import FitData
+from recflow.data.batches import read_events
 from recflow.settings import Settings
 
 log = logging.getLogger(__name__)
-
 RETRIEVAL_SERVICE = "retrieval_v1"
-RANKING_SERVICE = "ranking_v1"
-NOT_RANKING_FEATURES: frozenset[str] = frozenset(
-    {"user_id", "item_id", "event_timestamp", "label", "session_id", "last_event_unix_s", "_eval"}
-)
-CART_EVENTS: tuple[str, ...] = ("add_to_cart", "purchase")
+POPULAR_LIST_LENGTH = 100
 
 
-@dataclass
-class TrainingData:
-    """What training and evaluation need, all from the validated store and Feast.
+@dataclass(frozen=True)
+class TimeSplit:
+    """Where the history was cut: the first held-out instant and the days on either side."""
+
+    cut: pd.Timestamp
+    first_day: date
+    last_fit_day: date
+    last_day: date
+
+    def windows(self) -> dict:
+        """The data and validation windows, for the packages' metadata."""
+        return {
+            "data_window": {"start": self.first_day.isoformat(), "end": self.last_day.isoformat()},
+            "validation_window": {
+                "start": self.cut.date().isoformat(),
+                "end": self.last_day.isoformat(),
+                "fit_end": self.last_fit_day.isoformat(),
+            },
+        }
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Users who came back after a cut: what they had done before it and what they did after (item ids).
 
     Attributes:
-        retrieval: one row per (user, item, session) interaction of the training window (the newest
-            `settings.train.max_examples`), with the query
-            features (`region`, `age_band`, `recent_items`) and the candidate features (`category`,
-            `brand`, `price`) as of just before it, and `item_probability` (for log-Q correction).
-        ranking: one row per (user, item, session) view of the training window (the newest
-            `settings.train.max_examples`) with the `ranking_v1`
-            features and `label` (1 when the session carted or bought the item).
-        catalogue: the items on sale at the end of the training window (item_id, category, brand, price).
-        users: the users known at the end of the training window (user_id, region, age_band).
-        eval_queries: the evaluated users' query features at the end of the training window.
-        relevant: evaluated user -> distinct items they interacted with in the holdout.
-        train_events: the training window's events (for the popularity baseline).
-        window: first and last day of the training window.
-        split: the first holdout instant (00:00 UTC of the first holdout day).
+        users: user ids.
+        history: each user's interactions before the cut, oldest first (the query input).
+        exclude: items never to recommend to them at the cut (what they had bought, when the seen
+            filter is on).
+        relevant: the distinct items they turned to after the cut (in order of first interaction).
+        relevant_weights: the event-type weight of each relevant item (its strongest event).
+        regions: each user's region (cold-start and backfill lists).
+        user_features: the users' online features as of the cut (index user_id; ranker inputs).
+        item_features: every item's online features as of the cut (index item_id).
     """
 
-    retrieval: pd.DataFrame
-    ranking: pd.DataFrame
-    catalogue: pd.DataFrame
-    users: pd.DataFrame
-    eval_queries: pd.DataFrame
-    relevant: dict[str, set[str]]
-    train_events: pd.DataFrame
-    window: tuple[date, date]
-    split: pd.Timestamp
+    users: list[str]
+    history: list[list[str]]
+    exclude: list[list[str]]
+    relevant: list[list[str]]
+    relevant_weights: list[np.ndarray]
+    regions: list[str | None]
+    user_features: pd.DataFrame
+    item_features: pd.DataFrame
 
-    @property
-    def ranking_numeric(self) -> list[str]:
-        """The numeric `ranking_v1` columns the ranker reads, in a fixed (sorted) order."""
-        return sorted(
-            c
-            for c in self.ranking.columns
-            if c not in NOT_RANKING_FEATURES
-            and c not in RANKING_CATEGORICAL
-            and pd.api.types.is_numeric_dtype(self.ranking[c])
-        )
+    def __len__(self) -> int:
+        return len(self.users)
 
 
-def split_by_time(events: pd.DataFrame, holdout_days: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]:
-    """Cut events at 00:00 UTC of the first of the newest `holdout_days` days: (train, holdout, split)."""
+def split_by_time(events: pd.DataFrame, holdout_days: int) -> TimeSplit:
+    """The cut at 00:00 UTC of the first of the newest `holdout_days` days.
+
+    Raises:
+        ValueError: when there are no events, or the holdout would leave no training events.
+    """
     if events.empty:
         raise ValueError("No validated events: run ingestion and validation before training")
     ts = pd.to_datetime(events["timestamp"], utc=True)
-    split = ts.max().floor("D") - pd.Timedelta(days=holdout_days - 1)
-    train, holdout = events[ts < split], events[ts >= split]
-    if train.empty:
+    cut = ts.max().floor("D") - pd.Timedelta(days=holdout_days - 1)
+    if not (ts < cut).any():
         raise ValueError(
             f"holdout_days={holdout_days} leaves no training events (events span "
             f"{ts.min().date()}..{ts.max().date()}): lower settings.data.holdout_days"
         )
-    return train.reset_index(drop=True), holdout.reset_index(drop=True), split
+    return TimeSplit(
+        cut=cut,
+        first_day=ts.min().date(),
+        last_fit_day=(cut - pd.Timedelta(days=1)).date(),
+        last_day=ts.max().date(),
+    )
 
 
-def first_interactions(events: pd.DataFrame) -> pd.DataFrame:
-    """One row per (user, item, session): the first event (repeat views and cart/purchase echoes dropped)."""
-    return events.drop_duplicates(["user_id", "item_id", "session_id"], keep="first").reset_index(drop=True)
+def weighted_interactions(events: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """`features.compute.interactions` of `events` with each interaction's `weight` (`train.event_weights`)."""
+    inter = interactions(events)
+    inter["weight"] = inter["event_type"].map(settings.train.event_weights).fillna(1.0).astype(np.float32)
+    return inter
 
 
-def ranking_labels(events: pd.DataFrame) -> pd.DataFrame:
-    """First view per (user, item, session) with `label` 1 when that session carted or bought the item."""
-    keys = ["user_id", "item_id", "session_id"]
-    views = events[events["event_type"] == "view"].drop_duplicates(keys, keep="first")
-    carted = events[events["event_type"].isin(CART_EVENTS)][keys].drop_duplicates().assign(label=1.0)
-    out = views.merge(carted, on=keys, how="left")
-    out["label"] = out["label"].fillna(0.0).astype("float32")
-    return out.reset_index(drop=True)
+def held_out(
+    settings: Settings,
+    store: FeatureStore | None,
+    cut: pd.Timestamp,
+    end: pd.Timestamp | None = None,
+    inter: pd.DataFrame | None = None,
+) -> HeldOut:
+    """The users with interactions both before `cut` and in [`cut`, `end`), as the module docstring says.
+
+    Args:
+        settings: platform settings (the validated store, event weights, the seen filter).
+        store: the Feast store for the online features as of `cut` (None: no features).
+        cut: the instant the users are scored at.
+        end: the end of the held-out span (default: everything after `cut`).
+        inter: `weighted_interactions` of the validated events, when the caller has them already.
+    """
+    if inter is None:
+        inter = weighted_interactions(read_events(settings.validated_dir), settings)
+    cut = pd.Timestamp(cut)
+    before = inter[inter["timestamp"] < cut]
+    after = inter[inter["timestamp"] >= cut]
+    if end is not None:
+        after = after[after["timestamp"] < pd.Timestamp(end)]
+    returning = sorted(set(after["user_id"]) & set(before["user_id"]))
+    histories = before[before["user_id"].isin(returning)].groupby("user_id", sort=True)["item_id"].agg(list)
+    bought = (
+        before[before["event_type"] == "purchase"].groupby("user_id")["item_id"].agg(lambda s: sorted(set(s)))
+    )
+    targets = (
+        after[after["user_id"].isin(returning)]
+        .groupby(["user_id", "item_id"], sort=False)["weight"]
+        .max()
+        .reset_index()
+    )
+    by_user = dict(iter(targets.groupby("user_id", sort=False)))
+    users_table = snapshots(settings.validated_dir, "users").drop_duplicates("user_id", keep="last")
+    region = (
+        users_table.set_index("user_id")["region"]
+        .astype(object)
+        .where(users_table.set_index("user_id")["region"].notna(), None)
+    )
+    refs = ranker_features(store, RANKER_SERVICE) if store is not None else {"user": [], "item": []}
+    item_ids = sorted(inter["item_id"].unique())
+    return HeldOut(
+        users=returning,
+        history=[histories[u] for u in returning],
+        exclude=[bought.get(u, []) if settings.serving.exclude_purchased else [] for u in returning],
+        relevant=[by_user[u]["item_id"].tolist() for u in returning],
+        relevant_weights=[by_user[u]["weight"].to_numpy(np.float32) for u in returning],
+        regions=[region.get(u) for u in returning],
+        user_features=_features_at(store, "user_id", returning, refs["user"], cut),
+        item_features=_features_at(store, "item_id", item_ids, refs["item"], cut),
+    )
 
 
-def pad_sequences(sequences: pd.Series, length: int) -> np.ndarray:
-    """Item-id lists (newest last, None for none) -> object array [n, length], left-padded with "" (newest last)."""
-    out = np.full((len(sequences), length), "", dtype=object)
-    for row, seq in enumerate(sequences):
-        if seq is None or (isinstance(seq, float) and np.isnan(seq)):
-            continue
-        recent = [str(i) for i in list(seq)[-length:]]
-        if recent:
-            out[row, length - len(recent) :] = recent
+def build_training_data(settings: Settings, store: FeatureStore) -> tuple[FitData, TimeSplit]:
+    """Everything `models.pipeline.fit_pipeline` needs, from the validated store and Feast.
+
+    Args:
+        settings: platform settings (`validated_dir`, `data.holdout_days`, `train.event_weights`,
+            `serving.exclude_purchased`).
+        store: a prepared Feast store (`features.store.prepare_feature_store`).
+    """
+    root = settings.validated_dir
+    events = read_events(root)
+    split = split_by_time(events, settings.data.holdout_days)
+    items = snapshots(root, "items")
+    catalogue = Catalogue.from_items(items.sort_values("day", kind="stable"))
+    users = snapshots(root, "users").drop_duplicates("user_id", keep="last")
+
+    inter = weighted_interactions(events, settings)
+    unknown = ~inter["item_id"].isin(catalogue.index)
+    if unknown.any():  # validated events only name catalogue items; a gap here is a bug upstream
+        raise ValueError(f"{int(unknown.sum())} validated interactions name items missing from the catalogue")
+    inter["row"] = inter["item_id"].map(catalogue.index).astype(np.int64)
+    before = inter[inter["timestamp"] < split.cut]
+    fit_rows, fit_w = _histories(before)
+    refit_rows, refit_w = _histories(inter)
+    valid = held_out(settings, store, split.cut, inter=inter)
+    log.info("interactions: %d before the cut %s, %d in all", len(before), split.cut, len(inter))
+
+    fit_events = events[pd.to_datetime(events["timestamp"], utc=True) < split.cut]
+    available = set(catalogue.item_ids)
+    data = FitData(
+        catalogue=catalogue,
+        fit=list(fit_rows.values()),
+        refit=list(refit_rows.values()),
+        fit_weights=list(fit_w.values()),
+        refit_weights=list(refit_w.values()),
+        valid_users=valid.users,
+        valid_history=[fit_rows[u] for u in valid.users],
+        valid_exclude=[catalogue.encode(e).astype(np.int64) for e in valid.exclude],
+        valid_relevant=[catalogue.encode(r).astype(np.int64) for r in valid.relevant],
+        valid_relevant_weights=valid.relevant_weights,
+        valid_user_features=valid.user_features.to_numpy(np.float32),
+        item_features=item_feature_matrix(valid.item_features, catalogue, list(valid.item_features.columns)),
+        features={"user": list(valid.user_features.columns), "item": list(valid.item_features.columns)},
+        popular_fit=popular_lists(fit_events, users, POPULAR_LIST_LENGTH, available),
+        popular_refit=popular_lists(events, users, POPULAR_LIST_LENGTH, available),
+    )
+    log.info(
+        "%d training histories, %d validation users, %d items", len(data.fit), len(valid), len(catalogue)
+    )
+    return data, split
+
+
+def item_feature_matrix(frame: pd.DataFrame, catalogue: Catalogue, names: list[str]) -> np.ndarray:
+    """Raw item features [n_items, len(names)] in catalogue order from a frame indexed by item_id (NaN = none)."""
+    out = np.full((len(catalogue), len(names)), np.nan, np.float32)
+    if not names:
+        return out
+    aligned = frame.reindex(pd.Index(catalogue.item_ids, name="item_id"))
+    for j, name in enumerate(names):
+        if name in aligned.columns:
+            out[:, j] = pd.to_numeric(aligned[name], errors="coerce").to_numpy(np.float32)
     return out
 
 
-def build_training_data(settings: Settings, store: FeatureStore) -> TrainingData:
-    """Read the validated events, split off the holdout, fetch point-in-time features from Feast.
-
-    Args:
-        settings: platform settings (`validated_dir`, `data.holdout_days`, `features.sequence_length`).
-        store: a prepared Feast store (`features.store.prepare_feature_store`).
-    """
-    events = read_events(settings.validated_dir)
-    train, holdout, split = split_by_time(events, settings.data.holdout_days)
-    log.info("events: %d training, %d holdout, split at %s", len(train), len(holdout), split)
-
-    last_train_day = (split - pd.Timedelta(days=1)).date()
-    catalogue, users = _snapshot_at(settings, last_train_day)
-    relevant = holdout_relevance(train, holdout)
-
-    # One Feast call serves the retrieval examples and the evaluated users' queries at the split.
-    positives = _newest(first_interactions(train), settings.train.max_examples)
-    eval_rows = pd.DataFrame(
-        {
-            "user_id": sorted(relevant),
-            "item_id": str(catalogue["item_id"].iloc[0]),  # any item: only the user features are used
-            "session_id": "",
-            "timestamp": split,
-        }
-    )
-    combined = pd.concat([positives.assign(_eval=False), eval_rows.assign(_eval=True)], ignore_index=True)
-    frame = _with_features(store, combined, RETRIEVAL_SERVICE)
-    retrieval = frame[~frame["_eval"]].drop(columns="_eval").reset_index(drop=True)
-    eval_queries = frame[frame["_eval"]][["user_id", "region", "age_band", "recent_items"]].reset_index(
-        drop=True
-    )
-    frequency = positives["item_id"].astype(str).value_counts(normalize=True)
-    retrieval["item_probability"] = retrieval["item_id"].astype(str).map(frequency).astype("float32")
-
-    ranking = _with_features(
-        store, _newest(ranking_labels(train), settings.train.max_examples), RANKING_SERVICE
-    )
-    first_day = pd.to_datetime(train["timestamp"], utc=True).min().date()
-    return TrainingData(
-        retrieval=retrieval,
-        ranking=ranking,
-        catalogue=catalogue,
-        users=users,
-        eval_queries=eval_queries,
-        relevant=relevant,
-        train_events=train,
-        window=(first_day, last_train_day),
-        split=split,
-    )
+def _histories(frame: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Each user's catalogue rows and weights in time order (`frame` is sorted by user, then time)."""
+    rows: dict[str, np.ndarray] = {}
+    weights: dict[str, np.ndarray] = {}
+    for user, group in frame.groupby("user_id", sort=True):
+        rows[user] = group["row"].to_numpy(np.int64)
+        weights[user] = group["weight"].to_numpy(np.float32)
+    return rows, weights
 
 
-def build_vocabulary(data: TrainingData, config: ModelConfig) -> Vocabulary:
-    """Vocabularies, price buckets and numeric scaling, from the training window only.
-
-    The user vocabulary holds the users with a retrieval example; any other user (new, or only active
-    before the examples kept) shares the out-of-vocabulary vector and is described by the rest of
-    the query (recent items, region, age band).
-    """
-    users = data.users
-    prices = data.catalogue["price"].to_numpy(dtype=np.float64)
-    quantiles = np.linspace(0, 1, config.price_buckets + 1)[1:-1]
-    boundaries = sorted(set(np.round(np.quantile(prices, quantiles), 2).tolist())) if len(prices) else []
-    numeric = ranking_matrix(data.ranking, config.ranking_numeric)
-    items = set(data.catalogue["item_id"].astype(str)) | set(data.train_events["item_id"].astype(str))
-    return Vocabulary(
-        user_id=sorted(set(data.retrieval["user_id"].astype(str))),
-        item_id=sorted(items),
-        category=sorted(set(data.catalogue["category"].dropna().astype(str))),
-        brand=sorted(set(data.catalogue["brand"].dropna().astype(str))),
-        region=sorted(set(users["region"].dropna().astype(str))),
-        age_band=sorted(set(users["age_band"].dropna().astype(str))),
-        price_boundaries=[float(b) for b in boundaries],
-        numeric_mean=numeric.mean(axis=0).tolist() if len(numeric) else [],
-        numeric_std=numeric.std(axis=0).tolist() if len(numeric) else [],
-    )
-
-
-def ranking_matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """The ranker's numeric input: `columns` of `frame` (missing -> 0) through `scale_numeric`."""
-    values = np.zeros((len(frame), len(columns)), dtype=np.float32)
-    for j, name in enumerate(columns):
-        if name in frame.columns:
-            values[:, j] = pd.to_numeric(frame[name], errors="coerce").fillna(0.0).to_numpy(dtype=np.float32)
-    return scale_numeric(values)
-
-
-def retrieval_arrays(frame: pd.DataFrame, sequence_length: int) -> dict[str, np.ndarray]:
-    """Column arrays of retrieval examples, ready for `tf.data.Dataset.from_tensor_slices`."""
-    return {
-        "user_id": _strings(frame["user_id"]),
-        "recent_items": pad_sequences(frame["recent_items"], sequence_length),
-        "region": _strings(frame["region"]),
-        "age_band": _strings(frame["age_band"]),
-        "item_id": _strings(frame["item_id"]),
-        "category": _strings(frame["category"]),
-        "brand": _strings(frame["brand"]),
-        "price": pd.to_numeric(frame["price"], errors="coerce").fillna(0.0).to_numpy(dtype=np.float32),
-        "item_probability": frame["item_probability"].fillna(1e-6).to_numpy(dtype=np.float32),
-    }
-
-
-def ranking_arrays(frame: pd.DataFrame, numeric: list[str]) -> dict[str, np.ndarray]:
-    """Column arrays of ranking examples (categoricals, scaled numeric matrix, label)."""
-    arrays = {name: _strings(frame[name]) for name in RANKING_CATEGORICAL}
-    arrays["numeric"] = ranking_matrix(frame, numeric)
-    arrays["label"] = frame["label"].to_numpy(dtype=np.float32)
-    return arrays
-
-
-def candidate_arrays(catalogue: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Column arrays of the candidate tower's input for every catalogue item."""
-    return {
-        "item_id": _strings(catalogue["item_id"]),
-        "category": _strings(catalogue["category"]),
-        "brand": _strings(catalogue["brand"]),
-        "price": pd.to_numeric(catalogue["price"], errors="coerce").fillna(0.0).to_numpy(dtype=np.float32),
-    }
-
-
-def _with_features(store: FeatureStore, rows: pd.DataFrame, service: str) -> pd.DataFrame:
-    """`rows` plus the service's point-in-time features, one row per input row, in the original order.
-
-    Rows are queried at their `timestamp` minus one microsecond. Feast's file (dask) offline store
-    drops an entity row when every value of one of its views is newer than the row (a user's first
-    event, day-one activity); such rows are put back here with null features, which is what a
-    point-in-time join means for them.
-    """
-    entity_df = rows.drop(columns=["event_type", "event_id"], errors="ignore").copy()
-    entity_df["event_timestamp"] = training_timestamps(rows["timestamp"])
-    entity_df = entity_df.drop(columns=["timestamp"]).reset_index(drop=True).reset_index(names="_row")
-    frame = get_training_frame(store, entity_df, service)
-    if len(frame) != len(entity_df):
-        log.info(
-            "%s: Feast returned %d of %d rows; the others get null features",
-            service,
-            len(frame),
-            len(entity_df),
+def _features_at(
+    store: FeatureStore | None, key: str, ids: list[str], refs: list[str], when: pd.Timestamp
+) -> pd.DataFrame:
+    """Numeric values of `refs` for `ids` as known at `when` (point in time), indexed by `key` (NaN = none)."""
+    names = [ref.split(":", 1)[1] for ref in refs]
+    if store is None or not refs or not ids:
+        return pd.DataFrame(
+            np.full((len(ids), len(names)), np.nan), index=pd.Index(ids, name=key), columns=names
         )
-    features = frame.drop(columns=[c for c in entity_df.columns if c != "_row"]).drop_duplicates("_row")
-    return entity_df.merge(features, on="_row", how="left").drop(columns="_row")
-
-
-def _newest(examples: pd.DataFrame, limit: int | None) -> pd.DataFrame:
-    """The newest `limit` examples (all when `limit` is None); `examples` are in time order."""
-    if limit is None or len(examples) <= limit:
-        return examples
-    log.info("keeping the newest %d of %d examples (settings.train.max_examples)", limit, len(examples))
-    return examples.tail(limit).reset_index(drop=True)
-
-
-def _snapshot_at(settings: Settings, day: date) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The validated catalogue and user snapshots of the newest batch on or before `day`."""
-    batches = [b for b in list_batches(settings.validated_dir) if b.day <= day]
-    if not batches:
-        raise FileNotFoundError(f"No validated batch on or before {day} under {settings.validated_dir}")
-    batch = batches[-1]
-    return batch.read("items"), batch.read("users")
-
-
-def _strings(values: pd.Series) -> np.ndarray:
-    return values.astype(object).where(values.notna(), "").astype(str).to_numpy(dtype=object)
+    entity_df = pd.DataFrame({key: ids, "event_timestamp": when})
+    frame = historical_features(store, entity_df, refs)
+    values = frame[names].apply(pd.to_numeric, errors="coerce").astype(np.float64)
+    values.index = pd.Index(ids, name=key)
+    return values

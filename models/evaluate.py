@@ -1,85 +1,109 @@
-"""Offline evaluation on the time-based holdout: Recall@K and NDCG@K of the model and of popularity.
+"""Top-k metrics, written once: HR@K, Recall@K and NDCG@K of ranked lists against what users did next.
 
-Protocol. The holdout is the newest `settings.data.holdout_days` days of validated events; the model
-never trains on them. Every user who has holdout interactions AND was seen in training is evaluated;
-their relevant set is every distinct item they viewed, carted or bought in the holdout. Each
-recommender ranks the whole catalogue once per user, as of the end of the training window, and
-its top K is scored. Nothing is excluded from the top K (items the user already interacted with
-stay eligible: shoppers re-view and re-buy, and the synthetic world has repeat views); the same rule
-applies to the model and to the baseline.
+For each user, `relevant` is the set of items they turned to next (one item in a leave-one-out
+benchmark; every item of the held-out days in the platform's time split):
 
+    HR@K     = 1 if the first K items hold a relevant item, else 0
     Recall@K = |top K ∩ relevant| / |relevant|
     NDCG@K   = sum_{rank r in top K, hit} 1 / log2(r + 1)  /  sum_{r=1}^{min(K, |relevant|)} 1 / log2(r + 1)
 
-Both are averaged over the evaluated users.
+all averaged over users. With one relevant item Recall@K = HR@K.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
-import pandas as pd
+
+KS: tuple[int, ...] = (5, 10, 20)
 
 
-def recall_at_k(top: Sequence[str], relevant: set[str], k: int) -> float:
-    """Share of the relevant items found in the first `k` of `top` (0 when nothing is relevant)."""
-    if not relevant:
-        return 0.0
-    return len(set(list(top)[:k]) & relevant) / len(relevant)
-
-
-def ndcg_at_k(top: Sequence[str], relevant: set[str], k: int) -> float:
-    """Binary-gain NDCG of the first `k` of `top` against `relevant` (0 when nothing is relevant)."""
-    if not relevant:
-        return 0.0
-    dcg = sum(1.0 / np.log2(rank + 2) for rank, item in enumerate(list(top)[:k]) if item in relevant)
-    ideal = sum(1.0 / np.log2(rank + 2) for rank in range(min(k, len(relevant))))
-    return float(dcg / ideal)
-
-
-def ranking_metrics(tops: Mapping[str, Sequence[str]], relevant: Mapping[str, set[str]], k: int) -> dict:
-    """Mean Recall@K and NDCG@K over the users of `relevant` (a user missing from `tops` scores 0).
+def ranking_metrics(
+    tops: Sequence[Sequence] | np.ndarray, relevant: Sequence[Collection], k: int
+) -> dict[str, float]:
+    """Mean HR@k, Recall@k and NDCG@k of aligned lists and relevant sets (users without relevant items count 0).
 
     Returns:
-        `{"recall@K": float, "ndcg@K": float, "users": int}`.
+        `{"hr@k", "recall@k", "ndcg@k", "users"}`.
+
+    Raises:
+        ValueError: if there is nobody to evaluate or the lists and sets do not align.
     """
-    if not relevant:
-        raise ValueError("No users to evaluate: the holdout has no interactions of users seen in training")
-    recalls = [recall_at_k(tops.get(u, []), rel, k) for u, rel in relevant.items()]
-    ndcgs = [ndcg_at_k(tops.get(u, []), rel, k) for u, rel in relevant.items()]
+    hr, recall, ndcg = per_user_metrics(tops, relevant, k)
     return {
-        f"recall@{k}": float(np.mean(recalls)),
-        f"ndcg@{k}": float(np.mean(ndcgs)),
-        "users": len(relevant),
+        f"hr@{k}": float(hr.mean()),
+        f"recall@{k}": float(recall.mean()),
+        f"ndcg@{k}": float(ndcg.mean()),
+        "users": len(tops),
     }
 
 
-def holdout_relevance(train_events: pd.DataFrame, holdout_events: pd.DataFrame) -> dict[str, set[str]]:
-    """For each user with holdout interactions who was seen in training: the distinct holdout items."""
-    seen = set(train_events["user_id"].astype(str))
-    holdout = holdout_events[holdout_events["user_id"].astype(str).isin(seen)]
-    grouped = holdout.groupby(holdout["user_id"].astype(str))["item_id"].agg(lambda s: set(s.astype(str)))
-    return grouped.to_dict()
+def per_user_metrics(
+    tops: Sequence[Sequence] | np.ndarray, relevant: Sequence[Collection], k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each user's HR@k, Recall@k and NDCG@k (see `ranking_metrics`), as three arrays."""
+    if len(tops) != len(relevant):
+        raise ValueError(f"{len(tops)} lists but {len(relevant)} relevant sets: they must align")
+    if not len(relevant):
+        raise ValueError("No users to evaluate: nobody has held-out interactions")
+    discount = 1.0 / np.log2(np.arange(k) + 2.0)
+    hr = np.zeros(len(tops))
+    recall = np.zeros(len(tops))
+    ndcg = np.zeros(len(tops))
+    for u, (top, rel) in enumerate(zip(tops, relevant, strict=True)):
+        rel = set(rel)
+        if not rel:
+            continue
+        hits = np.array([item in rel for item in list(top)[:k]], dtype=bool)
+        hr[u] = float(hits.any())
+        recall[u] = hits.sum() / len(rel)
+        ndcg[u] = (discount[: len(hits)] * hits).sum() / discount[: min(k, len(rel))].sum()
+    return hr, recall, ndcg
 
 
-def top_k_by_score(scores: np.ndarray, item_ids: np.ndarray, k: int) -> list[list[str]]:
-    """The `k` highest-scoring item ids of each row of `scores` [n_users, n_items], best first."""
+def top_k(scores: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """The `k` best columns of each row of `scores` [B, n], best first; `exclude` rows' columns masked.
+
+    `scores` is modified in place when `exclude` is given.
+    """
+    if exclude is not None:
+        for u, columns in enumerate(exclude):
+            scores[u, columns] = -np.inf
     k = min(k, scores.shape[1])
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.take_along_axis(scores, part, axis=1).argsort(axis=1)[:, ::-1]
-    best = np.take_along_axis(part, order, axis=1)
-    return [list(item_ids[row]) for row in best]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
 
 
-def compare(
-    model_tops: Mapping[str, Sequence[str]],
-    popularity_tops: Mapping[str, Sequence[str]],
-    relevant: Mapping[str, set[str]],
-    k: int,
-) -> dict[str, dict[str, float]]:
-    """Model and popularity baseline side by side: `{"model": {...}, "popularity": {...}}`."""
-    return {
-        "model": ranking_metrics(model_tops, relevant, k),
-        "popularity": ranking_metrics(popularity_tops, relevant, k),
-    }
+def target_ranks(scores: np.ndarray, exclude: Sequence[np.ndarray], targets: np.ndarray) -> np.ndarray:
+    """0-based rank of each user's one target among all items, the excluded items masked.
+
+    An item ties with the target only if it scores exactly the same; ties are counted in the
+    target's favour (rank = number of unmasked items scoring strictly higher). `scores` (float32)
+    is masked in place.
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    if not scores.flags.writeable:
+        scores = scores.copy()
+    for u, h in enumerate(exclude):
+        scores[u, h] = -np.inf
+    rows = np.arange(len(targets))
+    target_scores = scores[rows, targets]
+    return (scores > target_scores[:, None]).sum(axis=1)
+
+
+def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = KS) -> dict[str, float]:
+    """HR@K (= Recall@K for one target) and NDCG@K from each user's 0-based target rank, averaged."""
+    out: dict[str, float] = {}
+    for k in ks:
+        hit = ranks < k
+        out[f"hr@{k}"] = float(hit.mean())
+        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
+    return out
+
+
+def ranks_in_lists(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """0-based rank of each target in its ranked list [B, C]; C when it is absent."""
+    hit = ranked == targets[:, None]
+    return np.where(hit.any(axis=1), hit.argmax(axis=1), ranked.shape[1])

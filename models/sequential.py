@@ -1,14 +1,16 @@
-"""Sequential two-tower retrieval in TFRS (self-attention over the user's last items, full softmax).
+"""The two-tower retrieval model of the platform, in TFRS: self-attention over the user's recent items.
 
 The candidate tower embeds an item from its id and its attributes (brand and sub-categories: the
 mean of their embeddings). The query tower reads the user's last `max_len` items, each encoded by
 the candidate tower (the two towers share their item representation, as SASRec does), adds a
 learned embedding of the position counted from the most recent item, and runs causal
 self-attention blocks; the output at the newest position is the query. Training predicts, at every
-position of every training sequence, the next item with a softmax over the whole catalogue (12k
-items fit in one matrix product, so no sampling and no log-Q correction is needed).
+position of every training sequence, the next interaction with a softmax over the whole catalogue
+(12k items fit in one matrix product, so no sampling and no log-Q correction is needed), each
+position weighted by what the user did with that item (`train.event_weights`: a purchase counts more
+than a view; purchase-only data weighs every position alike).
 
-Item indices are 0-based in the benchmark arrays; inside the model 0 is padding and item i is i + 1.
+Item indices are 0-based outside (catalogue rows); inside the model 0 is padding and item i is i + 1.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
-from tensorflow.core.framework import summary_pb2
+
+from models.callbacks import EpochSummary, ValidationStopping
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,19 @@ class SequentialConfig:
     # sequence without its last 3 items for 16 epochs, refit without its last 2, score the 2nd-last):
     # `recflow bench refit-study`, results in docs/benchmarks/refit_study.json
     refit_epochs: int = 4
+    # training windows per user: a sequence longer than max_len + 1 is cut from its end into up to
+    # this many windows (1: only the newest max_len + 1 interactions, as SASRec trains)
+    max_windows: int = 1
     seed: int = 42
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> SequentialConfig:
+        """Rebuild from `asdict` output; unknown keys (from another version) are ignored."""
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 class ItemTower(tf.keras.Model):
@@ -135,14 +147,19 @@ class SequentialRetrieval(tfrs.Model):
         )
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        """Full-softmax cross-entropy of the next item, over every non-padded position."""
+        """Full-softmax cross-entropy of the next item over every non-padded position, weighted.
+
+        `features["weights"]` (same shape as the targets) weighs each position by the event type of
+        its target, normalised to mean 1 over the training set.
+        """
         states = self.sequence_tower(features["inputs"], training=training)
         targets = features["targets"]
         keep = targets > 0
         logits = tf.matmul(tf.boolean_mask(states, keep), self.item_tower.all_items(), transpose_b=True)
         logits = tf.cast(logits, tf.float32)  # the softmax in float32 whatever the compute dtype
+        losses = self.loss_fn(tf.boolean_mask(targets, keep) - 1, logits)
         # mean over the positions of the global batch: replicas' gradients are summed
-        return tf.nn.compute_average_loss(self.loss_fn(tf.boolean_mask(targets, keep) - 1, logits))
+        return tf.nn.compute_average_loss(losses, sample_weight=tf.boolean_mask(features["weights"], keep))
 
     def train_step(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """TFRS's train step, with loss scaling under `mixed_float16`; with several replicas,
@@ -174,40 +191,6 @@ class SequentialRetrieval(tfrs.Model):
         return tf.cast(tf.matmul(self.query(histories), items, transpose_b=True), tf.float32).numpy()
 
 
-def write_scalar(writer: tf.summary.SummaryWriter, tag: str, value: float, step: int) -> None:
-    """One TensorBoard scalar, written with TensorFlow alone (the `tensorboard` package is not needed)."""
-    with writer.as_default():
-        tf.summary.write(tag, tf.constant(float(value)), step=step, metadata=_SCALAR_METADATA)
-    writer.flush()
-
-
-def write_text(writer: tf.summary.SummaryWriter, tag: str, text: str, step: int = 0) -> None:
-    """One TensorBoard text summary (markdown), written with TensorFlow alone."""
-    with writer.as_default():
-        tf.summary.write(tag, tf.constant(text), step=step, metadata=_TEXT_METADATA)
-    writer.flush()
-
-
-_SCALAR_METADATA = summary_pb2.SummaryMetadata(
-    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
-)
-_TEXT_METADATA = summary_pb2.SummaryMetadata(
-    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="text")
-)
-
-
-class EpochSummary(tf.keras.callbacks.Callback):
-    """Writes the training losses of every epoch as TensorBoard scalars."""
-
-    def __init__(self, writer: tf.summary.SummaryWriter) -> None:
-        super().__init__()
-        self.writer = writer
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        for name, value in (logs or {}).items():
-            write_scalar(self.writer, f"train/{name}", value, epoch + 1)
-
-
 def pad_left(sequences: Sequence[np.ndarray], length: int) -> np.ndarray:
     """The last `length` values of each sequence, left-padded with 0, as int32 [n, length]."""
     out = np.zeros((len(sequences), length), np.int32)
@@ -218,14 +201,58 @@ def pad_left(sequences: Sequence[np.ndarray], length: int) -> np.ndarray:
     return out
 
 
-def training_dataset(histories: Sequence[np.ndarray], config: SequentialConfig, seed: int) -> tf.data.Dataset:
-    """Shuffled batches of (inputs, next-item targets), one row per user with at least two items."""
-    usable = [np.asarray(h) + 1 for h in histories if len(h) >= 2]
-    inputs = pad_left([h[:-1] for h in usable], config.max_len)
-    targets = pad_left([h[1:] for h in usable], config.max_len)
-    ds = tf.data.Dataset.from_tensor_slices({"inputs": inputs, "targets": targets})
+def training_windows(
+    histories: Sequence[np.ndarray],
+    config: SequentialConfig,
+    weights: Sequence[np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """(inputs, next-item targets, target weights) arrays, one row per training window.
+
+    A history of n >= 2 interactions gives `min(max_windows, ceil((n - 1) / max_len))` windows cut
+    from its end, each `max_len + 1` interactions long (consecutive windows share one), so the newest
+    interactions are always trained on. `weights` are per interaction (default 1); they are
+    normalised to mean 1 over every target position.
+    """
+    span = config.max_len + 1
+    inputs, targets, target_weights = [], [], []
+    for u, history in enumerate(histories):
+        history = np.asarray(history)
+        w = np.ones(len(history), np.float32) if weights is None else np.asarray(weights[u], np.float32)
+        end = len(history)
+        for _ in range(config.max_windows):
+            if end < 2:
+                break
+            start = max(0, end - span)
+            window = history[start:end] + 1
+            inputs.append(window[:-1])
+            targets.append(window[1:])
+            target_weights.append(w[start + 1 : end])
+            end = start + 1
+    out = {
+        "inputs": pad_left(inputs, config.max_len),
+        "targets": pad_left(targets, config.max_len),
+        "weights": pad_left(target_weights, config.max_len).astype(np.float32),
+    }
+    if len(inputs):
+        positions = out["targets"] > 0
+        out["weights"] /= max(float(out["weights"][positions].mean()), 1e-12)
+    return out
+
+
+def training_dataset(
+    histories: Sequence[np.ndarray],
+    config: SequentialConfig,
+    seed: int,
+    weights: Sequence[np.ndarray] | None = None,
+) -> tf.data.Dataset:
+    """Shuffled batches of `training_windows` (users with fewer than two interactions give none)."""
+    arrays = training_windows(histories, config, weights)
+    n = len(arrays["inputs"])
+    if n == 0:
+        raise ValueError("no history has two interactions: nothing to train the two-tower on")
     return (
-        ds.shuffle(len(usable), seed=seed, reshuffle_each_iteration=True)
+        tf.data.Dataset.from_tensor_slices(arrays)
+        .shuffle(n, seed=seed, reshuffle_each_iteration=True)
         .batch(config.batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
@@ -240,6 +267,7 @@ def fit_sequential(
     log_dir: Path | None = None,
     verbose: int = 0,
     strategy: tf.distribute.Strategy | None = None,
+    weights: Sequence[np.ndarray] | None = None,
 ) -> tuple[SequentialRetrieval, dict]:
     """Train on `histories`; with `validate`, pick the epoch count by early stopping on its score.
 
@@ -249,42 +277,32 @@ def fit_sequential(
         config: hyperparameters.
         epochs: train exactly this many epochs (the refit); default `config.max_epochs`.
         validate: `(model, epochs done) -> score` on validation targets (higher is better), every
-            `eval_every` epochs; training stops after `patience` evaluations without improvement and the best
-            weights are restored.
+            `eval_every` epochs; training stops after `patience` evaluations without improvement and
+            the best weights are restored (`models.callbacks.ValidationStopping`).
         log_dir: TensorBoard log folder (loss per epoch, validation score).
         verbose: Keras verbosity.
         strategy: the `tf.distribute` strategy that holds the variables (`models.hardware.
             choose_strategy`); default the current one. Batches are global: each of N replicas
             gets `batch_size / N` sequences.
+        weights: per-interaction weights aligned with `histories` (event types); default 1.
 
     Returns:
         The model and a history dict: `best_epoch`, `best_score`, `evaluations` [(epoch, score)].
     """
     tf.keras.utils.set_random_seed(config.seed)
     model = _compiled(item_attributes, config, config.learning_rate, strategy)
-    data = training_dataset(histories, config, config.seed)
+    data = training_dataset(histories, config, config.seed, weights)
     total = epochs or config.max_epochs
-    writer, callbacks = _tensorboard(log_dir)
-    evaluations: list[tuple[int, float]] = []
-    best = {"epoch": total, "score": float("nan"), "weights": None}
-    done = 0
-    while done < total:
-        step = min(config.eval_every if validate else total, total - done)
-        model.fit(data, epochs=done + step, initial_epoch=done, verbose=verbose, callbacks=callbacks)
-        done += step
-        if validate is None:
-            continue
-        score = validate(model, done)
-        evaluations.append((done, score))
-        if writer:
-            write_scalar(writer, "validation/ndcg@10", score, done)
-        if best["weights"] is None or score > best["score"]:
-            best = {"epoch": done, "score": score, "weights": model.get_weights()}
-        elif len(evaluations) - [e for e, _ in evaluations].index(best["epoch"]) > config.patience:
-            break
-    if validate is not None and best["weights"] is not None:
-        model.set_weights(best["weights"])
-    return model, {"best_epoch": best["epoch"], "best_score": best["score"], "evaluations": evaluations}
+    writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
+    callbacks: list[tf.keras.callbacks.Callback] = [EpochSummary(writer)] if writer else []
+    stopping = None
+    if validate is not None:
+        stopping = ValidationStopping(validate, config.eval_every, config.patience, writer)
+        callbacks.append(stopping)
+    model.fit(data, epochs=total, verbose=verbose, callbacks=callbacks)
+    if stopping is None:
+        return model, {"best_epoch": total, "best_score": float("nan"), "evaluations": []}
+    return model, stopping.history
 
 
 def refit_sequential(
@@ -296,6 +314,7 @@ def refit_sequential(
     verbose: int = 0,
     strategy: tf.distribute.Strategy | None = None,
     learning_rate: float | None = None,
+    weights: Sequence[np.ndarray] | None = None,
 ) -> SequentialRetrieval:
     """Warm-start refit: a copy of the chosen model, trained `epochs` more epochs on `histories`.
 
@@ -312,12 +331,12 @@ def refit_sequential(
         model.set_weights(chosen.get_weights())
     epochs = config.refit_epochs if epochs is None else epochs
     if epochs > 0:
-        _, callbacks = _tensorboard(log_dir)
+        writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
         model.fit(
-            training_dataset(histories, config, config.seed + 1),
+            training_dataset(histories, config, config.seed + 1, weights),
             epochs=epochs,
             verbose=verbose,
-            callbacks=callbacks,
+            callbacks=[EpochSummary(writer)] if writer else [],
         )
     return model
 
@@ -333,212 +352,3 @@ def _compiled(
         model = SequentialRetrieval(item_attributes, config)
         model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate))
     return model
-
-
-def _tensorboard(
-    log_dir: Path | None,
-) -> tuple[tf.summary.SummaryWriter | None, list[tf.keras.callbacks.Callback]]:
-    """The summary writer of `log_dir` and the callback that logs each epoch's losses there (none without)."""
-    writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
-    return writer, [EpochSummary(writer)] if writer else []
-
-
-def save_sequential(model: SequentialRetrieval, folder: Path) -> Path:
-    """Write the weights and the config (`config.json`) that rebuilds the model."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(model.config.to_json())
-    model.save_weights(str(folder / "weights"))
-    return folder
-
-
-RANKER_FEATURES: tuple[str, ...] = (
-    "retrieval_score",
-    "retrieval_gap",
-    "retrieval_log_rank",
-    "cooc_share",
-    "cooc_log_score",
-    "cooc_log_rank",
-    "log_popularity",
-    "log_history_length",
-    "attribute_overlap",
-)
-
-
-@dataclass(frozen=True)
-class RankerConfig:
-    """Hyperparameters of the candidate re-ranker, saved next to its weights."""
-
-    candidates: int = 100
-    cross_layers: int = 2
-    hidden: tuple[int, ...] = (64, 32)
-    learning_rate: float = 3e-3
-    batch_size: int = 256
-    max_epochs: int = 30
-    patience: int = 3
-    seed: int = 42
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
-
-
-def merge_candidates(first: np.ndarray, second: np.ndarray, n: int) -> np.ndarray:
-    """Interleave two ranked candidate lists per user ([B, m] each) into `n` unique items [B, n]."""
-    out = np.zeros((len(first), n), dtype=np.int64)
-    for u in range(len(first)):
-        seen: dict[int, None] = {}
-        for a, b in zip(first[u], second[u], strict=True):
-            seen.setdefault(int(a))
-            if len(seen) >= n:
-                break
-            seen.setdefault(int(b))
-            if len(seen) >= n:
-                break
-        out[u] = list(seen)[:n]
-    return out
-
-
-def top_items(scores: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the `n` best-scoring items per row, best first."""
-    part = np.argpartition(-scores, n, axis=1)[:, :n]
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
-
-
-def candidate_features(
-    retrieval_scores: np.ndarray,
-    cooc_scores: np.ndarray,
-    histories: Sequence[np.ndarray],
-    popularity: np.ndarray,
-    item_attributes: np.ndarray,
-    n: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Merged top-`n` candidates of the two sources and the ranker's features for each.
-
-    Both score arrays are `[B, n_items]`; the user's history is masked here (in place).
-
-    Returns:
-        candidates `[B, n]` (item indices) and features `[B, n, len(RANKER_FEATURES)]` float32.
-    """
-    for u, h in enumerate(histories):
-        retrieval_scores[u, h] = -np.inf
-        cooc_scores[u, h] = -np.inf
-    top_r, top_c = top_items(retrieval_scores, n), top_items(cooc_scores, n)
-    cand = merge_candidates(top_r, top_c, n)
-    b = len(cand)
-    rank_r = np.full((b, retrieval_scores.shape[1]), n, np.float32)
-    rank_c = np.full_like(rank_r, n)
-    rows = np.arange(b)[:, None]
-    rank_r[rows, top_r] = np.arange(n)
-    rank_c[rows, top_c] = np.arange(n)
-    r = np.take_along_axis(retrieval_scores, cand, axis=1)
-    c = np.maximum(np.take_along_axis(cooc_scores, cand, axis=1), 0.0)
-    c_max = np.maximum(c.max(axis=1, keepdims=True), 1e-9)
-    last = np.array([h[-1] if len(h) else 0 for h in histories])
-    last_attrs = item_attributes[last]
-    cand_attrs = item_attributes[cand]
-    shared = (cand_attrs[:, :, :, None] == last_attrs[:, None, None, :]) & (cand_attrs[:, :, :, None] > 0)
-    n_attrs = np.maximum((cand_attrs > 0).sum(-1), 1)
-    lengths = np.array([len(h) for h in histories], np.float32)[:, None].repeat(n, axis=1)
-    feats = np.stack(
-        [
-            r,
-            r - r.max(axis=1, keepdims=True),
-            np.log1p(np.take_along_axis(rank_r, cand, axis=1)),
-            c / c_max,
-            np.log1p(c),
-            np.log1p(np.take_along_axis(rank_c, cand, axis=1)),
-            np.log1p(popularity[cand]),
-            np.log1p(lengths),
-            shared.any(-1).sum(-1) / n_attrs,
-        ],
-        axis=-1,
-    ).astype(np.float32)
-    return cand, np.nan_to_num(feats, nan=0.0, posinf=0.0, neginf=-30.0)  # masked items, tiny catalogues
-
-
-class CandidateRanker(tfrs.Model):
-    """DCN-v2 re-ranker: scores each (user, candidate) from retrieval, co-occurrence and item features.
-
-    It sees, per candidate, the two-tower score and rank, the co-occurrence score and rank, the
-    item's popularity, the user's history length and the attribute overlap with the user's last
-    item; cross layers learn their interactions. Trained with a softmax over each user's candidate
-    list (the next item is the positive).
-    """
-
-    def __init__(self, config: RankerConfig, feature_mean: np.ndarray, feature_var: np.ndarray) -> None:
-        super().__init__()
-        self.config = config
-        self.norm = tf.keras.layers.Normalization(mean=feature_mean, variance=np.maximum(feature_var, 1e-6))
-        self.cross = [tfrs.layers.dcn.Cross() for _ in range(config.cross_layers)]
-        self.deep = tf.keras.Sequential([tf.keras.layers.Dense(h, activation="relu") for h in config.hidden])
-        self.out = tf.keras.layers.Dense(1)
-        self.task = tfrs.tasks.Ranking(loss=tf.keras.losses.CategoricalCrossentropy(from_logits=True))
-
-    def call(self, features: tf.Tensor) -> tf.Tensor:
-        """Features [B, C, F] -> logits [B, C]."""
-        shape = tf.shape(features)
-        x0 = self.norm(tf.reshape(features, [-1, len(RANKER_FEATURES)]))
-        x = x0
-        for layer in self.cross:
-            x = layer(x0, x)
-        return tf.reshape(self.out(self.deep(x)), shape[:2])
-
-    def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        return self.task(labels=features["labels"], predictions=self(features["features"]))
-
-
-def fit_ranker(
-    feats: np.ndarray,
-    labels: np.ndarray,
-    config: RankerConfig,
-    epochs: int | None = None,
-    validate: Callable[[CandidateRanker], float] | None = None,
-    verbose: int = 0,
-) -> tuple[CandidateRanker, dict]:
-    """Train the re-ranker on users whose next item is among their candidates.
-
-    Args:
-        feats: `[B, C, F]` candidate features.
-        labels: `[B, C]` one-hot of the next item (rows without a positive are dropped).
-        config: hyperparameters.
-        epochs: exact epoch count (the refit); default early stopping with `validate`.
-        validate: scores the ranker (higher is better) after each epoch.
-        verbose: Keras verbosity.
-    """
-    tf.keras.utils.set_random_seed(config.seed)
-    keep = labels.sum(axis=1) > 0
-    flat = feats[keep].reshape(-1, feats.shape[-1])
-    model = CandidateRanker(config, flat.mean(axis=0), flat.var(axis=0))
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
-    data = (
-        tf.data.Dataset.from_tensor_slices(
-            {"features": feats[keep], "labels": labels[keep].astype(np.float32)}
-        )
-        .shuffle(int(keep.sum()), seed=config.seed)
-        .batch(config.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    total = epochs or config.max_epochs
-    best = {"epoch": total, "score": float("nan"), "weights": None}
-    evaluations: list[tuple[int, float]] = []
-    for epoch in range(1, total + 1):
-        model.fit(data, epochs=epoch, initial_epoch=epoch - 1, verbose=verbose)
-        if validate is None:
-            continue
-        score = validate(model)
-        evaluations.append((epoch, score))
-        if best["weights"] is None or score > best["score"]:
-            best = {"epoch": epoch, "score": score, "weights": model.get_weights()}
-        elif epoch - best["epoch"] >= config.patience:
-            break
-    if validate is not None and best["weights"] is not None:
-        model.set_weights(best["weights"])
-    return model, {"best_epoch": best["epoch"], "best_score": best["score"], "evaluations": evaluations}
-
-
-def rerank(model: CandidateRanker, cand: np.ndarray, feats: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """The candidates of each user re-ordered by the ranker, best first [B, C]."""
-    logits = np.concatenate(
-        [model(tf.constant(feats[lo : lo + batch_size])).numpy() for lo in range(0, len(feats), batch_size)]
-    )
-    return np.take_along_axis(cand, np.argsort(-logits, axis=1, kind="stable"), axis=1)

@@ -1,34 +1,45 @@
-"""The champion/challenger gate: a retrained model is promoted only if it clearly wins and breaks nothing."""
+"""The champion/challenger gate: a retrained package is promoted only if it serves better on days neither saw.
+
+The challenger is judged by its *validation package* (fitted before its held-out days; see
+`models.pipeline`), the champion by the package that serves. Both are scored through the one scoring
+path (`monitoring.quality.evaluate_package`: candidates, seen filter, ranker, as served) on the
+challenger's held-out days that the champion never trained on either, and compared on NDCG@K of the
+full pipeline. When the champion has seen every held-out day there is no fair comparison and the
+champion stays.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import date, timedelta
+
+import pandas as pd
+
+from recflow.settings import Settings
 
 
 @dataclass(frozen=True)
 class GateDecision:
-    """Whether to promote the challenger, why, and both evaluations (to record in model metadata).
+    """Whether to promote the challenger, why, and both evaluations (recorded in the challenger's metadata).
 
     Attributes:
         promote: True when the challenger should replace the champion.
         reason: one sentence a person can read in a log or a dashboard.
-        metric: the metric the gate compared (e.g. `recall@10`).
-        champion_holdout: champion's metrics on the latest holdout (None: there is no champion yet).
-        challenger_holdout: challenger's metrics on the latest holdout.
-        champion_golden: champion's metrics on the fixed golden set.
-        challenger_golden: challenger's metrics on the fixed golden set.
-        margin: relative gain the challenger needed on the holdout.
+        metric: the metric the gate compared (e.g. `ndcg@10`).
+        champion: the champion's metrics on the compared days (None: there is no champion yet).
+        challenger: the challenger's metrics on the same days and users.
+        margin: relative gain the challenger needed.
+        days: the compared days `[first, last]` (None when there were none).
     """
 
     promote: bool
     reason: str
     metric: str
-    champion_holdout: dict | None
-    challenger_holdout: dict
-    champion_golden: dict | None
-    challenger_golden: dict
+    champion: dict | None
+    challenger: dict | None
     margin: float
+    days: list[str] | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready view, for the model's metadata."""
@@ -36,42 +47,28 @@ class GateDecision:
 
 
 def decide_promotion(
-    champion_metrics: Mapping[str, float] | None,
-    challenger_metrics: Mapping[str, float],
-    golden_champion: Mapping[str, float] | None,
-    golden_challenger: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    challenger: Mapping[str, float],
     margin: float,
-    metric: str = "recall@10",
-    golden_tolerance: float = 0.0,
+    metric: str = "ndcg@10",
+    days: list[str] | None = None,
 ) -> GateDecision:
-    """Promote only if the challenger beats the champion on the holdout by `margin` and holds on golden.
-
-    The holdout is the newest data (where drift shows); the golden set is fixed, so a model that
-    chases the newest days at the cost of what already worked is caught there.
+    """Promote only if the challenger beats the champion on `metric` by more than `margin` (relative).
 
     Args:
-        champion_metrics: serving model's metrics on the latest holdout, or None when nothing serves yet.
-        challenger_metrics: retrained model's metrics on the same holdout.
-        golden_champion: serving model's metrics on the golden set (None when nothing serves yet).
-        golden_challenger: retrained model's metrics on the golden set.
-        margin: relative gain needed on the holdout, e.g. 0.02 = 2% better than the champion
-            (`settings.monitoring.promotion_margin`).
-        metric: the metric compared, present in every mapping.
-        golden_tolerance: relative drop on the golden set still accepted (`monitoring.golden_tolerance`).
+        champion: the serving package's metrics on the compared days, or None when nothing serves yet.
+        challenger: the challenger's metrics on the same days and users.
+        margin: relative gain needed, e.g. 0.02 = 2% better (`settings.monitoring.promotion_margin`).
+        metric: the metric compared, present in both mappings.
+        days: the compared days, recorded with the decision.
 
     Raises:
-        KeyError: if `metric` is missing from one of the evaluations.
-        ValueError: if `margin` or `golden_tolerance` is negative.
+        KeyError: if `metric` is missing from an evaluation.
+        ValueError: if `margin` is negative.
     """
-    if margin < 0 or golden_tolerance < 0:
-        raise ValueError(f"margin and golden_tolerance must be >= 0, got {margin} and {golden_tolerance}")
-    evaluations = {
-        "champion_metrics": champion_metrics,
-        "challenger_metrics": challenger_metrics,
-        "golden_champion": golden_champion,
-        "golden_challenger": golden_challenger,
-    }
-    for name, values in evaluations.items():
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    for name, values in (("champion", champion), ("challenger", challenger)):
         if values is not None and metric not in values:
             raise KeyError(f"{name} has no {metric!r}: got {sorted(values)}")
 
@@ -80,33 +77,78 @@ def decide_promotion(
             promote=promote,
             reason=reason,
             metric=metric,
-            champion_holdout=None if champion_metrics is None else dict(champion_metrics),
-            challenger_holdout=dict(challenger_metrics),
-            champion_golden=None if golden_champion is None else dict(golden_champion),
-            challenger_golden=dict(golden_challenger),
+            champion=None if champion is None else dict(champion),
+            challenger=dict(challenger),
             margin=margin,
+            days=days,
         )
 
-    if champion_metrics is None:
+    if champion is None:
         return decision(True, "no champion is serving: the challenger is promoted")
-    champion, challenger = champion_metrics[metric], challenger_metrics[metric]
-    needed = champion * (1 + margin)
-    if not challenger > needed:
+    old, new = champion[metric], challenger[metric]
+    needed = old * (1 + margin)
+    if not new > needed:
         return decision(
             False,
-            f"holdout {metric} {challenger:.4f} does not beat the champion's {champion:.4f} "
-            f"by the margin {margin:.0%} (needs > {needed:.4f})",
+            f"{metric} {new:.4f} does not beat the champion's {old:.4f} by the margin {margin:.0%} "
+            f"(needs > {needed:.4f})",
         )
-    if golden_champion is not None:
-        floor = golden_champion[metric] * (1 - golden_tolerance)
-        if golden_challenger[metric] < floor:
-            return decision(
-                False,
-                f"golden-set {metric} {golden_challenger[metric]:.4f} regresses below the champion's "
-                f"{golden_champion[metric]:.4f} (floor {floor:.4f})",
-            )
-    return decision(
-        True,
-        f"holdout {metric} {challenger:.4f} beats the champion's {champion:.4f} by more than {margin:.0%} "
-        "and the golden set does not regress",
+    return decision(True, f"{metric} {new:.4f} beats the champion's {old:.4f} by more than {margin:.0%}")
+
+
+def fair_days(champion_metadata: Mapping, challenger_metadata: Mapping) -> tuple[date, date] | None:
+    """The challenger's held-out days that the champion did not train on either, or None.
+
+    The challenger's `validation_window` holds its held-out days; the champion's `data_window` ends
+    with the newest day it learned.
+    """
+    window = challenger_metadata.get("validation_window") or {}
+    if not window.get("start") or not window.get("end"):
+        raise ValueError(
+            "the challenger's metadata has no validation_window: it was not trained by models.train"
+        )
+    start, end = date.fromisoformat(window["start"][:10]), date.fromisoformat(window["end"][:10])
+    seen = (champion_metadata.get("data_window") or {}).get("end")
+    if seen:
+        start = max(start, date.fromisoformat(seen[:10]) + timedelta(days=1))
+    return (start, end) if start <= end else None
+
+
+def compare_packages(settings: Settings, store, champion, challenger_validation) -> GateDecision:
+    """Score champion and challenger on the fair days (`fair_days`) and decide.
+
+    Args:
+        settings: platform settings (the validated store, serving settings, margin, k).
+        store: the Feast store (online features as of the first compared day).
+        champion: the serving package (`models.bundle.ModelBundle`), or None.
+        challenger_validation: the challenger's validation package.
+    """
+    from models.data import held_out
+    from monitoring.quality import evaluate_package
+
+    k = settings.train.k
+    metric = f"ndcg@{k}"
+    margin = settings.monitoring.promotion_margin
+    if champion is None:
+        return decide_promotion(None, {metric: float("nan")}, margin, metric)
+    days = fair_days(champion.metadata, challenger_validation.metadata)
+    if days is None:
+        return GateDecision(
+            promote=False,
+            reason="the champion has already learned every held-out day: no fair comparison, the champion stays",
+            metric=metric,
+            champion=None,
+            challenger=None,
+            margin=margin,
+        )
+    first, last = days
+    held = held_out(
+        settings, store, pd.Timestamp(first, tz="UTC"), pd.Timestamp(last + timedelta(days=1), tz="UTC")
     )
+    if not len(held):
+        return GateDecision(
+            False, f"no returning user on {first}..{last}: nothing to compare", metric, None, None, margin
+        )
+    old = evaluate_package(champion, held, settings.serving, k).metrics
+    new = evaluate_package(challenger_validation, held, settings.serving, k).metrics
+    return decide_promotion(old, new, margin, metric, days=[first.isoformat(), last.isoformat()])

@@ -5,7 +5,13 @@ Quality needs what was served (user, item, rank) and what users did afterwards (
 * hit rate: share of served users who interacted with at least one of their recommended items;
 * catalogue coverage: share of the catalogue that appeared in some recommendation list;
 * popularity bias: mean popularity percentile of recommended items (1.0 = only the most popular);
-* novelty: mean self-information, -log2 p(item), of recommended items, p from the training events.
+* novelty: mean self-information, -log2 p(item), of recommended items, p from the training events;
+* NDCG@K: of the served lists against everything the served users turned to (`models.evaluate`).
+
+What was served comes from the one scoring path (`models.scorer.BatchScorer`) over the users who came
+back on the day (`models.data.held_out`): the package, the seen filter, the online features as of the
+day's start, exactly as the service answers them. `evaluate_package` is also what the promotion gate
+compares champion and challenger with.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from monitoring.drift import drifted_columns
-from recflow.settings import Settings
+from recflow.settings import ServingSettings, Settings
 
 
 @dataclass(frozen=True)
@@ -40,15 +46,15 @@ class QualityResult:
     coverage: float
     popularity_bias: float
     novelty: float
+    ndcg: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready view with metric names suffixed by k (e.g. `hit_rate@10`)."""
         d = asdict(self)
-        return {
-            "k": self.k,
-            "users": self.users,
-            **{f"{m}@{self.k}": d[m] for m in ("hit_rate", "coverage", "popularity_bias", "novelty")},
-        }
+        names = ("hit_rate", "coverage", "popularity_bias", "novelty") + (
+            ("ndcg",) if self.ndcg is not None else ()
+        )
+        return {"k": self.k, "users": self.users, **{f"{m}@{self.k}": d[m] for m in names}}
 
 
 def recommendation_quality(
@@ -96,6 +102,94 @@ def recommendation_quality(
         popularity_bias=float(percentile.reindex(items).fillna(0.0).mean()) if len(items) else 0.0,
         novelty=float((-np.log2(prob.reindex(items).fillna(prob.min()))).mean()) if len(items) else 0.0,
     )
+
+
+@dataclass(frozen=True)
+class PackageEvaluation:
+    """A package scored on held-out users: the metrics and every list it served.
+
+    Attributes:
+        metrics: `{"hr@K", "recall@K", "ndcg@K", "users"}` (`models.evaluate.ranking_metrics`).
+        served: one row per recommended item: `user_id`, `item_id`, `rank` (1 = first), `score`,
+            `source`, `retrieval_score` (the two-tower's score; prediction drift watches it).
+    """
+
+    metrics: dict
+    served: pd.DataFrame
+
+
+def evaluate_package(bundle, held, serving: ServingSettings, k: int) -> PackageEvaluation:
+    """Serve the held-out users with `bundle` through the one scorer and score the lists.
+
+    Args:
+        bundle: a `models.bundle.ModelBundle`.
+        held: a `models.data.HeldOut` (history, seen filter, targets and features as of its cut).
+        serving: the serving settings (index, business rules), as the service uses them.
+        k: list length.
+    """
+    from models.data import item_feature_matrix
+    from models.evaluate import ranking_metrics
+    from models.scorer import BatchScorer, Query
+
+    columns = ["user_id", "item_id", "rank", "score", "source", "retrieval_score"]
+    if not len(held):
+        return PackageEvaluation(
+            {f"hr@{k}": 0.0, f"recall@{k}": 0.0, f"ndcg@{k}": 0.0, "users": 0}, pd.DataFrame(columns=columns)
+        )
+    items = item_feature_matrix(held.item_features, bundle.catalogue, bundle.item_features)
+    scorer = BatchScorer(bundle, serving=serving, item_features=items)
+    user_rows = held.user_features.to_dict("index")
+    queries = [
+        Query(history=h, exclude=e, user_features=user_rows.get(u), region=r)
+        for u, h, e, r in zip(held.users, held.history, held.exclude, held.regions, strict=True)
+    ]
+    ranked = scorer.recommend(queries, k)
+    tops = [bundle.catalogue.ids(r.rows) for r in ranked]
+    served = pd.DataFrame(
+        [
+            (u, item, rank + 1, float(score), source, float(retrieval))
+            for u, top, r in zip(held.users, tops, ranked, strict=True)
+            for rank, (item, score, source, retrieval) in enumerate(
+                zip(top, r.scores, r.sources, r.retrieval, strict=True)
+            )
+        ],
+        columns=columns,
+    )
+    return PackageEvaluation(ranking_metrics(tops, held.relevant, k), served)
+
+
+def day_quality(settings: Settings, store, bundle, day, k: int | None = None) -> QualityResult:
+    """Quality of what `bundle` serves on `day` to the users who come back that day (see `day_evaluation`)."""
+    return day_evaluation(settings, store, bundle, day, k)[0]
+
+
+def day_evaluation(
+    settings: Settings, store, bundle, day, k: int | None = None
+) -> tuple[QualityResult, PackageEvaluation]:
+    """What `bundle` serves on `day` to the users who come back that day, and its quality.
+
+    The users are scored as of the day's start (history, seen filter and online features from before
+    it); the day's events are the feedback.
+    """
+    from datetime import timedelta
+
+    from models.data import held_out
+    from recflow.data.batches import read_events
+
+    k = k or settings.train.k
+    start = pd.Timestamp(day, tz="UTC")
+    held = held_out(settings, store, start, start + timedelta(days=1))
+    evaluation = evaluate_package(bundle, held, settings.serving, k)
+    events = read_events(settings.validated_dir)
+    ts = pd.to_datetime(events["timestamp"], utc=True)
+    quality = recommendation_quality(
+        evaluation.served,
+        events[(ts >= start) & (ts < start + timedelta(days=1))],
+        events[ts < start],
+        pd.Series(bundle.catalogue.item_ids),
+        k,
+    )
+    return QualityResult(**{**asdict(quality), "ndcg": evaluation.metrics[f"ndcg@{k}"]}), evaluation
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,12 @@ down. Heavy libraries are imported inside the commands, after the process enviro
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from recflow.quiet import quiet_library_warnings, without_banners
 from recflow.settings import Profile, Settings, load_settings
 
 app = typer.Typer(help="recflow: workflow-orchestrated recommendations.", no_args_is_help=True)
@@ -29,20 +29,7 @@ DataOpt = Annotated[
 
 def prepare_environment(settings: Settings) -> None:
     """Process-wide switches the libraries read at import time. Call before importing them."""
-    # the stack's own deprecation chatter buries the progress lines; our code's warnings still show
-    for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
-        warnings.filterwarnings("ignore", category=category)
-    for noisy in (
-        "feast",
-        "dask",
-        "bentoml",
-        "evidently",
-        "great_expectations",
-        "tensorflow",
-        "tf_keras",
-        "pandas",
-    ):
-        warnings.filterwarnings("ignore", module=noisy)
+    quiet_library_warnings()  # the stack's deprecation chatter would bury the progress lines
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -78,7 +65,8 @@ def run(
     settings = _settings(profile, home, data)
     from flows.pipeline import run_pipeline
 
-    result = run_pipeline(settings, summary_path=summary)
+    with without_banners():
+        result = run_pipeline(settings, summary_path=summary)
     raise typer.Exit(0 if result.get("status") == "ok" else 1)
 
 
@@ -135,6 +123,23 @@ def bench_quality(
     from benchmarks.quality import run_quality_bench
 
     run_quality_bench(settings, Path(dataset), json_out, seed=seed)
+
+
+@bench.command("served-quality")
+def bench_served_quality(
+    dataset: Annotated[Path, typer.Option(help="folder with <Name>.txt (and <Name>_item2attributes.json)")],
+    json_out: Annotated[Path, typer.Option("--json", help="write results here (a PNG beside it)")],
+    concurrency: Annotated[int, typer.Option(help="requests in flight against the service")] = 8,
+    home: Annotated[
+        Path | None, typer.Option(help="keep the trained platform here (default: a temporary home)")
+    ] = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Hold back each user's last item, run the platform on the rest, ask the real service for everyone, score."""
+    settings = _settings(profile, None)
+    from benchmarks.served_quality import run_served_quality_bench
+
+    run_served_quality_bench(settings, dataset, json_out, concurrency=concurrency, home=home)
 
 
 @bench.command("refit-study")
@@ -312,7 +317,8 @@ def simulate(
     settings = _settings(profile, home)
     from flows.simulate import run_simulation
 
-    run_simulation(settings, days, drift_day, json_out, window=window)
+    with without_banners():
+        run_simulation(settings, days, drift_day, json_out, window=window)
 
 
 @app.command()

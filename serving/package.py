@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from recflow.provenance import code_version
 from recflow.settings import Settings
 
 MODEL_NAME = "recflow-recommender"
 BUNDLE_DIR = "bundle"
+VALIDATION_DIR = "validation"  # models.train.VALIDATION_DIR
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVICE = "serving.service:RecflowService"
 BENTO_INCLUDE = ["serving/*.py", "models/*.py", "features/*.py", "recflow/*.py", "recflow/data/*.py"]
@@ -91,7 +92,10 @@ def save_to_model_store(settings: Settings, bundle_path: Path, metadata: dict) -
     if isinstance(services, dict):
         labels.update({f"feature_service_{k}": str(v) for k, v in services.items()})
     with bentoml_stores(settings), bentoml.models.create(MODEL_NAME, metadata=full, labels=labels) as model:
-        shutil.copytree(bundle_path, Path(model.path) / BUNDLE_DIR)
+        # the validation package beside it is the gate's, not the service's
+        shutil.copytree(
+            bundle_path, Path(model.path) / BUNDLE_DIR, ignore=shutil.ignore_patterns(VALIDATION_DIR)
+        )
     return str(model.tag)
 
 
@@ -185,22 +189,6 @@ def build_bento(settings: Settings) -> str:
             build_ctx=str(REPO_ROOT),
         )
     return str(bento.tag)
-
-
-def code_version() -> str:
-    """The git commit of the code (with '-dirty' when there are local changes), or 'unknown'."""
-    try:
-        sha = _git("rev-parse", "--short", "HEAD")
-        dirty = _git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{sha}-dirty" if dirty else sha
-
-
-def _git(*args: str) -> str:
-    cmd = ["git", *args]
-    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=10)
-    return out.stdout.strip()
 
 
 def _json_safe(value: dict) -> dict:

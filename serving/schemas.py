@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 
 def _user_id():
@@ -72,20 +72,53 @@ class Event(BaseModel):
     session_id: str | None = Field(None, max_length=64)
 
 
+EventRow = Annotated[Any, WithJsonSchema(Event.model_json_schema())]
+"""One entry of `POST /events`: documented as an `Event`, parsed row by row by the service, so that one
+malformed event is rejected (and kept in quarantine) alone instead of failing the whole request."""
+
+
 class EventsRequest(BaseModel):
     """`POST /events`: a user's new events, pushed to the online store and logged for the next batch."""
 
     model_config = ConfigDict(extra="forbid")
 
-    events: list[Event] = Field(min_length=1, max_length=1000)
+    events: list[EventRow] = Field(min_length=1, max_length=1000)
+
+
+class EventError(BaseModel):
+    """Why one event was rejected: its position in `events`, the field, the broken rule and the reason."""
+
+    index: int = Field(description="position of the event in the request's `events` list")
+    field: str | None = Field(description="the offending field, null when the event as a whole is wrong")
+    rule: str = Field(
+        description="`schema:<pydantic error type>` for a malformed event, else the expectation of the"
+        " events suite it broke, e.g. `expect_column_values_to_be_in_set(item_id)`"
+    )
+    reason: str
 
 
 class EventsResponse(BaseModel):
-    """How many events were accepted, pushed online and logged (and where)."""
+    """What happened to every event of the request: accepted ones, rejected ones and where each went.
 
-    accepted: int
-    pushed: int
-    log_path: str
+    Valid events are logged and pushed even when others are rejected (200); when every event is
+    rejected the answer is 422 with `error` set. Rejected events are kept in `quarantine_path` with
+    their reasons, so nothing sent is lost.
+    """
+
+    accepted: int = Field(description="events that met the contract, logged for the next batch")
+    pushed: int = Field(description="accepted events pushed to the online store")
+    rejected: int = Field(0, description="events rejected (kept in quarantine)")
+    errors: list[EventError] = Field(default_factory=list, description="one entry per broken rule")
+    log_path: str | None = Field(None, description="where the accepted events were appended")
+    quarantine_path: str | None = Field(None, description="where the rejected events were appended")
+    error: str | None = Field(None, description="set (with status 422) when every event was rejected")
+
+
+class ErrorResponse(BaseModel):
+    """A request the service could not read at all: malformed JSON, missing or extra top-level fields."""
+
+    error: str
+    detail: list[dict] = Field(default_factory=list)
 
 
 class ModelMetadata(BaseModel):
@@ -96,4 +129,9 @@ class ModelMetadata(BaseModel):
     loaded_at: datetime
     n_items: int
     index: dict
+    stages: dict = Field(
+        default_factory=dict,
+        description="per stage (two-tower, co-occurrence, popularity, ranker): whether it serves and its "
+        "validation figures",
+    )
     metadata: dict

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 import gc
+import inspect
 import logging
 import os
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import bentoml
-from fastapi import FastAPI
-from starlette.responses import JSONResponse
+from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from recflow.settings import Settings
+from serving.events import KnownItems, append, check_events, log_lines, quarantine_lines
 from serving.purchases import Purchases
 from serving.recommender import Recommender, UnknownItemError
 from serving.schemas import (
-    Event,
+    ErrorResponse,
     EventsRequest,
     EventsResponse,
     ModelMetadata,
@@ -30,28 +36,110 @@ from serving.schemas import (
 )
 from serving.server import settings_from_env
 
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+    from features.online import OnlineFeatures
+
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = ("/livez", "/readyz", "/healthz", "/metrics", "/docs", "/docs.json")
-
-STAGE_SECONDS = bentoml.metrics.Histogram(
-    name="recflow_stage_seconds",
-    documentation="latency of each stage of POST /recommend",
-    labelnames=["stage"],
-    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
-)
-FALLBACKS = bentoml.metrics.Counter(
-    name="recflow_fallbacks_total", documentation="recommendations served from popular items (cold start)"
-)
-MODEL_SWITCHES = bentoml.metrics.Counter(
-    name="recflow_model_switches_total", documentation="champion models loaded by the running service"
-)
-EVENTS = bentoml.metrics.Counter(name="recflow_events_total", documentation="events received on POST /events")
-
-http = FastAPI()
+OPEN_PATHS = ("/", "/livez", "/readyz", "/healthz", "/metrics", "/docs", "/docs.json")
+ASSETS = "/static_content/"
+"""Swagger UI's files, served by BentoML itself from the copy in its wheel (no CDN): `/docs` loads them."""
 
 
-def open_features(settings: Settings) -> tuple[object | None, object | None]:
+class Metrics:
+    """The service's Prometheus metrics (served at `/metrics` beside BentoML's own)."""
+
+    def __init__(self) -> None:
+        import prometheus_client as prom
+
+        self.stage_seconds = prom.Histogram(
+            "recflow_stage_seconds",
+            "latency of each stage of POST /recommend",
+            ["stage"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+        )
+        self.fallbacks = prom.Counter(
+            "recflow_fallbacks", "recommendations served from popular items (cold start)"
+        )
+        self.model_switches = prom.Counter(
+            "recflow_model_switches", "champion models loaded by the running service"
+        )
+        self.events = prom.Counter("recflow_events", "events received on POST /events")
+        self.events_rejected = prom.Counter(
+            "recflow_events_rejected",
+            "events rejected by POST /events (kept in quarantine), by broken rule",
+            ["rule"],
+        )
+
+
+@functools.cache
+def metrics() -> Metrics:
+    """The metrics, created on first use in the worker: prometheus_client must be imported after BentoML
+    sets PROMETHEUS_MULTIPROC_DIR there, or the values never reach `/metrics` (see `bentoml/metrics.py`,
+    which BentoML 1.4 deprecates in favour of prometheus_client used this way)."""
+    return Metrics()
+
+
+# FastAPI's own /docs loads Swagger UI from a CDN and /openapi.json covers only these routes: both off;
+# `/docs` below renders BentoML's /docs.json (every endpoint) with the assets BentoML serves locally.
+http = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@http.exception_handler(RequestValidationError)
+async def _unreadable_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A body that is not a readable request (JSON, top-level fields): 400, as BentoML answers its APIs."""
+    detail = jsonable_encoder(exc.errors())
+    where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in detail[:5])
+    return JSONResponse({"error": f"Unreadable request: {where}", "detail": detail}, status_code=400)
+
+
+@http.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """FastAPI's own errors (e.g. a body that is not UTF-8) in the service's error shape, `{"error"}`."""
+    return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+
+@http.get("/docs", include_in_schema=False)
+def docs() -> HTMLResponse:
+    """Swagger UI over `/docs.json`, every asset from this server."""
+    return get_swagger_ui_html(
+        openapi_url="/docs.json",
+        title="recflow API",
+        swagger_js_url=f"{ASSETS}swagger-ui-bundle.js",
+        swagger_css_url=f"{ASSETS}swagger-ui.css",
+        swagger_favicon_url=f"{ASSETS}favicon-light-32x32.png",
+    )
+
+
+@http.get("/docs.json", include_in_schema=False)
+def openapi_document() -> JSONResponse:
+    """BentoML's OpenAPI document of every endpoint, with the service's own description and its 400
+    error schema corrected.
+
+    Works around BentoML 1.4.39: `_bentoml_sdk/service/openapi.py` documents the 400 body of an API
+    as `{"error", "detail": string}`, while `_bentoml_impl/server/app.py` answers a request that fails
+    its pydantic model with `detail` = the list of pydantic errors. The document here says what is
+    sent (string or list); `tests/serving/test_http.py` checks that the mismatch is still there.
+    """
+    service: Any = RecflowService  # a bentoml Service once decorated, which type checkers do not see
+    spec = service.openapi_spec.asdict()
+    # BentoML's default description is its README template, with badge images from the internet
+    spec["info"]["description"] = inspect.cleandoc(service.inner.__doc__ or "")
+    detail = spec["components"]["schemas"]["InvalidArgument"]["properties"]["detail"]
+    detail.pop("type", None)
+    detail["anyOf"] = [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]
+    return JSONResponse(spec)
+
+
+@http.get("/", include_in_schema=False)
+def index() -> RedirectResponse:
+    """The API docs (BentoML's own index page pulls a tag manager from the internet)."""
+    return RedirectResponse("/docs")
+
+
+def open_features(settings: Settings) -> tuple[FeatureStore | None, OnlineFeatures | None]:
     """The Feast store and the online feature reader, or (None, None) when no feature repo exists yet."""
     if not (settings.feature_repo_dir / "feature_store.yaml").exists():
         log.warning("No feature repo at %s: every user is served as cold start.", settings.feature_repo_dir)
@@ -74,7 +162,8 @@ class ApiKeyMiddleware:
         self.expected = f"Bearer {api_key}".encode() if api_key else None
 
     async def __call__(self, scope, receive, send) -> None:
-        if self.expected is None or scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        path = scope.get("path", "")
+        if self.expected is None or scope["type"] != "http" or path in OPEN_PATHS or path.startswith(ASSETS):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
@@ -105,8 +194,10 @@ class RecflowService:
 
     def __init__(self) -> None:
         self.settings = settings_from_env()
+        metrics()  # registered at start, so /metrics lists them before the first request
         self.store, self.features = open_features(self.settings)
         self.purchases = Purchases.from_validated(self.settings)
+        self.known_items = KnownItems(self.settings)
         self.current: Recommender | None = None
         self._stop = threading.Event()
         self._log_lock = threading.Lock()
@@ -130,7 +221,7 @@ class RecflowService:
         self.current = recommender  # one reference assignment: atomic for concurrent readers
         gc.collect()
         gc.freeze()  # the loaded model's objects leave the collector's scans: shorter GC pauses, lower p99
-        MODEL_SWITCHES.inc()
+        metrics().model_switches.inc()
         log.info("Serving model %s", tag)
         return True
 
@@ -142,6 +233,10 @@ class RecflowService:
                 self.reload()
             except Exception:  # keep serving the old model; the next check tries again
                 log.exception("Loading the new champion failed; still serving %s", self._tag())
+            try:
+                self.known_items.refresh()
+            except Exception:  # a day being written right now: read it on the next check
+                log.exception("Reading the validated catalogue failed; checking events against the old one")
             if (
                 self.current is not None
                 and time.monotonic() - refreshed > self.settings.serving.feature_refresh_s
@@ -180,7 +275,7 @@ class RecflowService:
         """
         response = self._model().recommend(user_id, k, region=region)
         if response.fallback:
-            FALLBACKS.inc()
+            metrics().fallbacks.inc()
         return response
 
     @bentoml.api(route="/similar-items", input_spec=SimilarItemsRequest)
@@ -189,71 +284,86 @@ class RecflowService:
         try:
             return self._model().similar_items(item_id, k)
         except UnknownItemError as e:
-            raise bentoml.exceptions.NotFound(str(e)) from None
+            # a response, not bentoml.exceptions.NotFound: BentoML 1.4.39 sends that one's body as a
+            # one-element list, `[{"error": ...}]`, not the object its OpenAPI document promises
+            return JSONResponse({"error": str(e)}, status_code=404)  # type: ignore[return-value]
 
-    @bentoml.api(route="/events", input_spec=EventsRequest)
-    def events(self, events: list[Event]) -> EventsResponse:
-        """Log new events for the next batch, then push them to the online store (recent items, counters)."""
-        frame = events_frame(events)
-        path = self._append_log(frame)
-        self.purchases.add(frame)
-        pushed = 0
-        if self.store is not None:
-            from features.online import push_user_events
-
-            push_user_events(self.store, frame)
-            pushed = len(frame)
-        EVENTS.inc(len(frame))
-        return EventsResponse(accepted=len(frame), pushed=pushed, log_path=str(path))
-
-    @http.get("/metadata", response_model=ModelMetadata)
+    @http.get("/metadata", response_model=ModelMetadata, tags=["Service APIs"])
     def metadata(self) -> ModelMetadata:
         """Served model tag, champion, training window, metrics and index settings."""
         from serving.package import champion_tag
 
         return ModelMetadata(champion=champion_tag(self.settings), **self._model().describe())
 
-    def _append_log(self, frame) -> Path:
-        """Append events as JSON lines to `<home>/incoming/<date>/events.jsonl` (one write per request)."""
-        day = datetime.now(UTC).date().isoformat()
-        path = self.settings.home / "incoming" / day / "events.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lines = frame.assign(timestamp=frame["timestamp"].map(lambda t: t.isoformat())).to_json(
-            orient="records", lines=True
+    @http.post(
+        "/events",
+        response_model=EventsResponse,
+        tags=["Service APIs"],
+        responses={
+            400: {"model": ErrorResponse, "description": "not a readable request (JSON, `events` list)"},
+            422: {
+                "model": EventsResponse,
+                "description": "every event was rejected (all kept in quarantine)",
+            },
+        },
+    )
+    def events(self, request: EventsRequest, response: Response) -> EventsResponse:
+        """Check each event against the data contract; log and push the valid ones, quarantine the rest.
+
+        The rules are a batch's (the events expectation suite): the event's shape, an item of the
+        validated catalogue, a timestamp from `serving.events_max_age_days` ago to
+        `serving.events_clock_skew_s` ahead of the server's clock (the server's time when omitted);
+        a new user is valid. Valid events are logged for the next batch and pushed to the online store
+        even when others in the request are rejected (200); when all are rejected the answer is 422.
+        Either way `errors` lists every rejected event (`index` in `events`, `field`, `rule`, `reason`)
+        and rejected events are kept with their reasons in `quarantine_path`: nothing is lost.
+        """
+        result = self.ingest(request.events)
+        if result.accepted == 0:
+            response.status_code = 422
+        return result
+
+    def ingest(self, rows: list[Any]) -> EventsResponse:
+        """`POST /events` in process: check, quarantine, log and push; see `events`."""
+        now = datetime.now(UTC)
+        checked = check_events(rows, self.known_items.ids, self.settings, now)
+        day = now.date().isoformat()
+        quarantine_path = None
+        if checked.errors:
+            quarantine_path = append(
+                self.settings.quarantine_dir / "live" / day / "events.jsonl",
+                quarantine_lines(rows, checked.errors, now),
+                self._log_lock,
+            )
+            for error in checked.errors:
+                metrics().events_rejected.labels(rule=error.rule).inc()
+        frame, log_path, pushed = checked.valid, None, 0
+        if len(frame):
+            log_path = append(
+                self.settings.home / "incoming" / day / "events.jsonl", log_lines(frame), self._log_lock
+            )
+            self.purchases.add(frame)
+            if self.store is not None:
+                from features.online import push_user_events
+
+                push_user_events(self.store, frame)
+                pushed = len(frame)
+        metrics().events.inc(len(rows))
+        rejected = len(checked.rejected_indexes)
+        return EventsResponse(
+            accepted=len(frame),
+            pushed=pushed,
+            rejected=rejected,
+            errors=checked.errors,
+            log_path=log_path and str(log_path),
+            quarantine_path=quarantine_path and str(quarantine_path),
+            error=None if len(frame) else f"All {rejected} event(s) rejected; see errors.",
         )
-        with self._log_lock, path.open("a") as f:
-            f.write(lines if lines.endswith("\n") else lines + "\n")
-        return path
 
 
-RecflowService.add_asgi_middleware(ApiKeyMiddleware)
-
-
-def events_frame(events: list[Event]):
-    """Events as a DataFrame in the raw events contract (ids and timestamps filled in)."""
-    import pandas as pd
-
-    from recflow.data.schema import conform
-
-    now = datetime.now(UTC)
-    rows = [
-        {
-            "event_id": uuid.uuid4().hex,
-            "user_id": e.user_id,
-            "item_id": e.item_id,
-            "event_type": e.event_type,
-            "timestamp": _utc(e.timestamp or now),
-            "session_id": e.session_id or f"live-{e.user_id}",
-        }
-        for e in events
-    ]
-    return conform(pd.DataFrame(rows), "events")
-
-
-def _utc(ts: datetime) -> datetime:
-    """Aware timestamps converted to UTC; naive ones taken as UTC."""
-    return ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)
+_service: Any = RecflowService  # a bentoml Service once decorated, which type checkers do not see
+_service.add_asgi_middleware(ApiKeyMiddleware)
 
 
 def _observe(stage: str, seconds: float) -> None:
-    STAGE_SECONDS.labels(stage=stage).observe(seconds)
+    metrics().stage_seconds.labels(stage=stage).observe(seconds)

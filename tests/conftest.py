@@ -9,10 +9,34 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+# flows started without PREFECT_API_URL start a temporary server: 20 s is short on a busy 2-core box
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
+import feast  # noqa: E402, F401  (its import puts warning filters in front: before pytest applies ours)
 import pytest  # noqa: E402
 
 from recflow.settings import Settings, load_settings  # noqa: E402
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--screenshots",
+        default=None,
+        help="tests/browser: folder to save the UI screenshots in (e.g. docs/screenshots); a temporary one by default",
+    )
+
+
+def pytest_unconfigure(config) -> None:
+    """Free what the in-process services froze before the interpreter tears its modules down.
+
+    `RecflowService.reload` calls `gc.freeze()` (shorter GC pauses while serving), so objects in
+    reference cycles, DuckDB's among them, outlive the tests; at exit DuckDB 2.0's nanobind bindings
+    would report each as "leaked", dozens of lines after the test summary.
+    """
+    import gc
+
+    gc.unfreeze()
+    gc.collect()
 
 
 @pytest.fixture

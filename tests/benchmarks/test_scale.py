@@ -36,7 +36,6 @@ def test_size_settings_isolate_home_and_feast_project(tiny_settings, tmp_path):
     s = size_settings(tiny_settings, "s", tmp_path)
     assert s.home == tmp_path / "s" and s.data.n_users == SIZES["s"]["n_users"]
     assert s.features.project != tiny_settings.features.project
-    assert s.train.max_examples is None, "cost is measured on every example"
     assert tiny_settings.data.n_users != s.data.n_users, "the caller's settings are not modified"
     with pytest.raises(ValueError, match="Unknown size 'huge'"):
         size_settings(tiny_settings, "huge", tmp_path)

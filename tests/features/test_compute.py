@@ -79,16 +79,12 @@ def test_item_popularity_counts_and_conversion():
     assert len(pop) == 2 * len(DAYS)  # every item on sale has a row each day, even without events
 
 
-def test_event_sequences_include_their_own_event_newest_last_and_truncate():
+def test_event_sequences_include_their_own_interaction_newest_last_and_truncate():
     seq = event_sequences(EVENTS, length=3)
-    assert seq["recent_items"].tolist() == [
-        ["i1"],
-        ["i1", "i2"],
-        ["i1", "i2", "i2"],
-        ["i2", "i2", "i1"],
-        ["i2", "i1", "i2"],
-    ]
-    assert seq["event_timestamp"].tolist() == EVENTS["timestamp"].tolist()
+    # the view and the add-to-cart of i2 at 11:00-11:01 are one interaction: no row of its own at 11:01
+    assert seq["recent_items"].tolist() == [["i1"], ["i1", "i2"], ["i1", "i2", "i1"], ["i2", "i1", "i2"]]
+    assert seq["event_timestamp"].tolist() == EVENTS["timestamp"].drop(index=2).tolist()
+    assert event_sequences(EVENTS, length=2)["recent_items"].iloc[-1] == ["i1", "i2"]
 
 
 def test_event_sequences_keep_one_row_per_timestamp():
@@ -128,7 +124,7 @@ def test_dask_engine_equals_pandas(tiny_settings, tiny_batches):
 
 def test_features_read_only_the_validated_store(tiny_settings, tiny_batches):
     """Rows that are in the raw batches but not in the validated store never reach a feature table."""
-    from features.compute import compute_features
+    from features.compute import compute_features, interactions
     from recflow.data.batches import list_batches, read_events
 
     first = list_batches(tiny_settings.validated_dir)[0]
@@ -142,7 +138,7 @@ def test_features_read_only_the_validated_store(tiny_settings, tiny_batches):
     mine = sequence[sequence["user_id"] == dropped]
     assert len(raw_rows) > 0
     assert mine.empty or mine["event_timestamp"].min() > events["timestamp"].max()
-    expected = read_events(tiny_settings.validated_dir)
+    expected = interactions(read_events(tiny_settings.validated_dir))
     assert tables.rows["user_sequence"] == len(expected.drop_duplicates(["user_id", "timestamp"]))
 
 

@@ -1,47 +1,47 @@
 """Subprocess of test_distribute: one worker of a two-worker MultiWorkerMirroredStrategy on localhost.
 
 TF_CONFIG (set by the test) names the cluster and this worker's index; `distribute="auto"` must
-pick MultiWorkerMirroredStrategy from it. Both workers train the same mirrored weights, so both
+pick MultiWorkerMirroredStrategy from it. Both workers train the same mirrored two-tower, so both
 must print the same metrics.
-Usage: python multiworker_worker.py TRAINING_DATA.pkl
+Usage: python multiworker_worker.py
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from models.config import ModelConfig  # noqa: E402
-from models.data import build_vocabulary  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent))
+
+from toys import toy_catalogue, toy_config, toy_walks  # noqa: E402
+
+from models.evaluate import ranking_metrics, top_k  # noqa: E402
 from models.hardware import choose_strategy  # noqa: E402
-from models.ranking import build_ranking_tower  # noqa: E402
-from models.train import evaluate_bundle, fit_retrieval, make_bundle  # noqa: E402
+from models.sequential import fit_sequential  # noqa: E402
 from recflow.settings import TrainSettings  # noqa: E402
 
 
-def main(path: str) -> None:
-    with open(path, "rb") as f:
-        data = pickle.load(f)
+def main() -> None:
     strategy = choose_strategy(TrainSettings(distribute="auto"))
-    config = ModelConfig(embedding_dim=16, epochs=1, batch_size=256, learning_rate=0.01, k=10)
-    vocab = build_vocabulary(data, config)
-    tf.keras.utils.set_random_seed(0)
-    query, candidate = fit_retrieval(data, config, vocab, strategy, verbose=0)
-    bundle = make_bundle(data, config, vocab, query, candidate, build_ranking_tower(config, vocab), "CPU")
+    histories, targets = toy_walks(300, seed=0)
+    config = toy_config().two_tower
+    model, _ = fit_sequential(histories, toy_catalogue().attributes, config, epochs=4, strategy=strategy)
+    tops = top_k(model.scores(histories), 10, histories)
     out = {
         "multiworker": isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy),
         "replicas": strategy.num_replicas_in_sync,
-        **evaluate_bundle(bundle, data, config.k)["model"],
+        **ranking_metrics(tops, [np.array([t]) for t in targets], 10),
     }
     print("RESULT " + json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main()

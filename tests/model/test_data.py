@@ -1,4 +1,4 @@
-"""Training data: time split, labels, padding, and point-in-time features from Feast."""
+"""Training data: the time cut, collapsed interactions, and point-in-time features from Feast."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.config import ModelConfig
-from models.data import build_vocabulary, first_interactions, pad_sequences, ranking_labels, split_by_time
+from features.compute import interactions
+from models.data import held_out, split_by_time
+from recflow.data.batches import read_events
 
 
-def _events(rows: list[tuple[str, str, str, str, str]]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "event_type", "timestamp", "session_id"])
+def _events(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "event_type", "timestamp"])
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
     return frame
 
@@ -19,72 +20,83 @@ def _events(rows: list[tuple[str, str, str, str, str]]) -> pd.DataFrame:
 def test_split_by_time_holds_out_the_newest_days():
     events = _events(
         [
-            ("u1", "a", "view", "2026-01-01 10:00", "s1"),
-            ("u1", "b", "view", "2026-01-02 23:59", "s2"),
-            ("u2", "c", "view", "2026-01-03 00:00", "s3"),
-            ("u2", "d", "view", "2026-01-04 12:00", "s4"),
+            ("u1", "a", "view", "2026-01-01 10:00"),
+            ("u1", "b", "view", "2026-01-02 23:59"),
+            ("u2", "c", "view", "2026-01-03 00:00"),
+            ("u2", "d", "view", "2026-01-04 12:00"),
         ]
     )
-    train, holdout, split = split_by_time(events, holdout_days=2)
-    assert split == pd.Timestamp("2026-01-03", tz="UTC")
-    assert list(train["item_id"]) == ["a", "b"] and list(holdout["item_id"]) == ["c", "d"]
+    split = split_by_time(events, holdout_days=2)
+    assert split.cut == pd.Timestamp("2026-01-03", tz="UTC")
+    assert split.windows()["validation_window"] == {
+        "start": "2026-01-03",
+        "end": "2026-01-04",
+        "fit_end": "2026-01-02",
+    }
     with pytest.raises(ValueError, match="holdout_days=4"):
         split_by_time(events, holdout_days=4)
 
 
-def test_labels_and_interactions_by_hand():
+def test_a_run_of_events_on_one_item_is_one_interaction_of_its_strongest_type():
     events = _events(
         [
-            ("u1", "a", "view", "2026-01-01 10:00", "s1"),
-            ("u1", "a", "view", "2026-01-01 10:01", "s1"),  # repeat view
-            ("u1", "a", "add_to_cart", "2026-01-01 10:02", "s1"),
-            ("u1", "b", "view", "2026-01-01 10:03", "s1"),
-            ("u1", "b", "add_to_cart", "2026-01-02 10:00", "s2"),  # other session: no label for s1
+            ("u1", "a", "view", "2026-01-01 10:00"),
+            ("u1", "a", "view", "2026-01-01 10:01"),  # repeat view
+            ("u1", "a", "add_to_cart", "2026-01-01 10:02"),
+            ("u1", "b", "view", "2026-01-01 10:03"),
+            ("u1", "a", "view", "2026-01-01 10:04"),  # back to a: a new interaction
+            ("u0", "a", "purchase", "2026-01-01 09:00"),
         ]
     )
-    labels = ranking_labels(events)
-    assert list(zip(labels["item_id"], labels["label"], strict=True)) == [("a", 1.0), ("b", 0.0)]
-    assert list(first_interactions(events)["item_id"]) == ["a", "b", "b"]
+    out = interactions(events)
+    assert list(zip(out["user_id"], out["item_id"], out["event_type"], strict=True)) == [
+        ("u0", "a", "purchase"),
+        ("u1", "a", "add_to_cart"),
+        ("u1", "b", "view"),
+        ("u1", "a", "view"),
+    ]
+    assert out["timestamp"].iloc[1] == pd.Timestamp("2026-01-01 10:00", tz="UTC")  # the run's first event
 
 
-def test_pad_sequences_left_pads_and_keeps_the_newest():
-    out = pad_sequences(pd.Series([["a", "b"], None, ["a", "b", "c", "d"], []], dtype=object), 3)
-    assert out.tolist() == [["", "a", "b"], ["", "", ""], ["b", "c", "d"], ["", "", ""]]
+def test_training_data_is_cut_in_time_and_features_are_point_in_time(model_world, tiny_data):
+    settings, store = model_world
+    data, split = tiny_data
+    inter = interactions(read_events(settings.validated_dir))
+    before = inter[inter["timestamp"] < split.cut]
+    assert sum(len(h) for h in data.fit) == len(before)
+    assert sum(len(h) for h in data.refit) == len(inter) > len(before)
+    index = data.catalogue.index
+    after = inter[inter["timestamp"] >= split.cut]
+    for user, history, exclude, relevant in list(
+        zip(data.valid_users, data.valid_history, data.valid_exclude, data.valid_relevant, strict=True)
+    )[:25]:
+        mine = before[before["user_id"] == user]
+        assert [index[i] for i in mine["item_id"]] == history.tolist()  # the history at the cut
+        bought = {index[i] for i in mine.loc[mine["event_type"] == "purchase", "item_id"]}
+        assert set(exclude.tolist()) == bought  # the seen filter: what they had bought
+        assert set(relevant.tolist()) == {index[i] for i in after.loc[after["user_id"] == user, "item_id"]}
+
+    # the ranker's user features are Feast's values as of the cut, recomputed here from the events
+    column = data.features["user"].index("views_7d")
+    events = read_events(settings.validated_dir)
+    week = events[
+        (events["timestamp"] >= split.cut - pd.Timedelta(days=7)) & (events["timestamp"] < split.cut)
+    ]
+    views = week[week["event_type"] == "view"].groupby("user_id").size()
+    expected = np.array([views.get(u, 0) for u in data.valid_users], np.float32)
+    got = np.nan_to_num(data.valid_user_features[:, column])
+    np.testing.assert_array_equal(got, expected)
+    assert data.item_features.shape == (len(data.catalogue), len(data.features["item"]))
+    assert {"price", "item_views_7d", "item_conversion_30d"} <= set(data.features["item"])
 
 
-def test_training_data_is_point_in_time_and_never_sees_the_holdout(model_world, tiny_data):
-    settings, _ = model_world
-    data = tiny_data
-    assert (pd.to_datetime(data.retrieval["event_timestamp"], utc=True) < data.split).all()
-    assert (pd.to_datetime(data.ranking["event_timestamp"], utc=True) < data.split).all()
-    assert data.window[1] < data.split.date()
-    assert len(data.retrieval) == len(first_interactions(data.train_events))
-
-    # recent_items as Feast returns them == the user's items strictly before the row, newest last
-    events = data.train_events.sort_values("timestamp", kind="stable")
-    n = settings.features.sequence_length
-    checked = 0
-    for row in data.retrieval.sample(40, random_state=0).itertuples():
-        before = events[(events["user_id"] == row.user_id) & (events["timestamp"] <= row.event_timestamp)]
-        expected = before["item_id"].astype(str).tolist()[-n:]
-        got = list(row.recent_items) if isinstance(row.recent_items, list | np.ndarray) else []
-        assert got == expected
-        checked += bool(expected)
-    assert checked > 0
-
-    # the evaluated users' queries see their whole training history, nothing of the holdout
-    first = data.eval_queries.iloc[0]
-    history = events[events["user_id"] == first["user_id"]]["item_id"].astype(str).tolist()[-n:]
-    assert list(first["recent_items"]) == history
-    assert set(data.relevant) <= set(data.train_events["user_id"])
-
-
-def test_vocabulary_comes_from_the_training_window(tiny_data):
-    config = ModelConfig(ranking_numeric=tiny_data.ranking_numeric)
-    vocab = build_vocabulary(tiny_data, config)
-    assert set(vocab.user_id) == set(tiny_data.retrieval["user_id"].astype(str))
-    assert set(vocab.user_id) <= set(tiny_data.train_events["user_id"].astype(str))
-    assert vocab.price_boundaries == sorted(vocab.price_boundaries)
-    assert len(vocab.numeric_mean) == len(config.ranking_numeric) > 5
-    assert "views_7d" in config.ranking_numeric and "item_conversion_7d" in config.ranking_numeric
-    assert np.isfinite(vocab.numeric_std).all()
+def test_held_out_users_on_one_day(model_world):
+    settings, store = model_world
+    events = read_events(settings.validated_dir)
+    day = pd.to_datetime(events["timestamp"], utc=True).max().floor("D")
+    held = held_out(settings, store, day, day + pd.Timedelta(days=1))
+    today = events[pd.to_datetime(events["timestamp"], utc=True) >= day]
+    earlier = events[pd.to_datetime(events["timestamp"], utc=True) < day]
+    assert set(held.users) == set(today["user_id"]) & set(earlier["user_id"])
+    assert len(held.history) == len(held.relevant) == len(held.exclude) == len(held)
+    assert list(held.user_features.index) == held.users

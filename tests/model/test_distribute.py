@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -36,14 +35,14 @@ def test_mixed_precision_policy_is_set_and_reset():
         assert configure_precision(TrainSettings()) == "float32"
 
 
-def _mirrored_worker(argument: str) -> dict:
+def _mirrored_worker() -> dict:
     """Run tests/model/mirrored_worker.py in a fresh process (two logical CPUs) and read its result."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tests/model/mirrored_worker.py"), argument],
+        [sys.executable, str(ROOT / "tests/model/mirrored_worker.py")],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=400,
         env=env,
         cwd=ROOT,
     )
@@ -52,24 +51,13 @@ def _mirrored_worker(argument: str) -> dict:
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-def test_mirrored_over_two_logical_cpus_matches_the_default_strategy(tiny_data, tmp_path):
-    path = tmp_path / "data.pkl"
-    path.write_bytes(pickle.dumps(tiny_data))
-    out = _mirrored_worker(str(path))
+def test_the_model_family_under_mirrored_over_two_logical_cpus_matches_the_default_strategy():
+    out = _mirrored_worker()
     assert out["logical_cpus"] == 2
     assert out["default"]["replicas"] == 1 and out["mirrored"]["replicas"] == 2
-    for metric in ("recall@10", "ndcg@10"):
-        assert out["mirrored"][metric] == pytest.approx(out["default"][metric], abs=0.05), out
-
-
-def test_benchmark_two_tower_under_mirrored_matches_the_default_strategy():
-    sequential = _mirrored_worker("--sequential")
-    assert sequential["default"]["replicas"] == 1 and sequential["mirrored"]["replicas"] == 2
-    assert sequential["default"]["hr@10"] > 0.5, sequential  # it learned the walk
+    assert out["default"]["ndcg@10"] > 0.5, out  # it learned the walks
     for metric in ("hr@10", "ndcg@10"):
-        assert sequential["mirrored"][metric] == pytest.approx(sequential["default"][metric], abs=0.05), (
-            sequential
-        )
+        assert out["mirrored"][metric] == pytest.approx(out["default"][metric], abs=0.05), out
 
 
 def _free_ports(n: int) -> list[int]:
@@ -85,9 +73,7 @@ def _free_ports(n: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_multiworker_mirrored_with_two_local_workers_trains_the_same_model(tiny_data, tmp_path):
-    path = tmp_path / "data.pkl"
-    path.write_bytes(pickle.dumps(tiny_data))
+def test_multiworker_mirrored_with_two_local_workers_trains_the_same_model():
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     procs = []
     for index in range(2):
@@ -95,7 +81,7 @@ def test_multiworker_mirrored_with_two_local_workers_trains_the_same_model(tiny_
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CONFIG": json.dumps(tf_config)}
         procs.append(
             subprocess.Popen(
-                [sys.executable, str(ROOT / "tests/model/multiworker_worker.py"), str(path)],
+                [sys.executable, str(ROOT / "tests/model/multiworker_worker.py")],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -111,5 +97,5 @@ def test_multiworker_mirrored_with_two_local_workers_trains_the_same_model(tiny_
         results.append(json.loads(lines[-1][len("RESULT ") :]))
     for out in results:
         assert out["multiworker"] and out["replicas"] == 2
-    assert results[0]["recall@10"] == pytest.approx(results[1]["recall@10"], abs=1e-6)
+    assert results[0]["hr@10"] == pytest.approx(results[1]["hr@10"], abs=1e-6)
     assert results[0]["ndcg@10"] == pytest.approx(results[1]["ndcg@10"], abs=1e-6)

@@ -1,4 +1,4 @@
-"""Holdout metrics and the popularity baseline, checked against answers worked out by hand."""
+"""Top-k metrics and the popularity lists, checked against answers worked out by hand."""
 
 from __future__ import annotations
 
@@ -9,58 +9,44 @@ import pandas as pd
 import pytest
 
 from models.baselines import most_popular, popular_lists
-from models.evaluate import (
-    compare,
-    holdout_relevance,
-    ndcg_at_k,
-    ranking_metrics,
-    recall_at_k,
-    top_k_by_score,
-)
+from models.evaluate import metrics_from_ranks, ranking_metrics, ranks_in_lists, target_ranks, top_k
 
 
-def test_recall_and_ndcg_by_hand():
-    top = ["a", "b", "c", "d"]
-    relevant = {"b", "d", "z"}
-    # hits at ranks 2 and 4 of 3 relevant items
-    assert recall_at_k(top, relevant, 4) == pytest.approx(2 / 3)
-    assert recall_at_k(top, relevant, 2) == pytest.approx(1 / 3)
+def test_hr_recall_and_ndcg_by_hand():
+    tops = [["a", "b", "c", "d"], ["y", "b"], ["q"]]
+    relevant = [{"b", "d", "z"}, {"x", "y"}, set()]  # the third user had nothing relevant: scores 0
+    out = ranking_metrics(tops, relevant, k=4)
     dcg = 1 / math.log2(3) + 1 / math.log2(5)
     ideal = 1 + 1 / math.log2(3) + 1 / math.log2(4)
-    assert ndcg_at_k(top, relevant, 4) == pytest.approx(dcg / ideal)
-    assert ndcg_at_k(["b", "d", "z"], relevant, 3) == pytest.approx(1.0)
-    assert recall_at_k(top, set(), 4) == 0.0 and ndcg_at_k(top, set(), 4) == 0.0
-
-
-def test_ranking_metrics_average_over_users_and_missing_users_score_zero():
-    relevant = {"u1": {"a"}, "u2": {"x", "y"}, "u3": {"q"}}
-    tops = {"u1": ["a", "b"], "u2": ["y", "b"]}  # u3 has no recommendation
-    out = ranking_metrics(tops, relevant, k=2)
-    assert out["recall@2"] == pytest.approx((1 + 0.5 + 0) / 3)
-    ideal_u2 = 1 + 1 / math.log2(3)
-    assert out["ndcg@2"] == pytest.approx((1 + 1 / ideal_u2 + 0) / 3)
+    assert out["recall@4"] == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
+    assert out["hr@4"] == pytest.approx(2 / 3)
+    assert out["ndcg@4"] == pytest.approx((dcg / ideal + 1 / (1 + 1 / math.log2(3)) + 0) / 3)
     assert out["users"] == 3
+    assert ranking_metrics([["b", "d", "z"]], [{"b", "d", "z"}], k=3)["ndcg@3"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="No users"):
-        ranking_metrics(tops, {}, k=2)
+        ranking_metrics([], [], k=2)
+    with pytest.raises(ValueError, match="align"):
+        ranking_metrics([["a"]], [], k=2)
 
 
-def test_compare_has_the_summary_keys():
-    relevant = {"u1": {"a"}}
-    out = compare({"u1": ["a"]}, {"u1": ["b"]}, relevant, k=10)
-    assert out["model"]["recall@10"] == 1.0 and out["popularity"]["recall@10"] == 0.0
-    assert set(out) == {"model", "popularity"} and {"recall@10", "ndcg@10"} <= set(out["model"])
+def test_one_target_metrics_agree_with_ranks():
+    ranks = np.array([0, 1, 4, 9, 30])
+    m = metrics_from_ranks(ranks, ks=(1, 5, 10))
+    assert m["hr@1"] == pytest.approx(1 / 5) and m["hr@5"] == pytest.approx(3 / 5)
+    expected = (1 / np.log2(2) + 1 / np.log2(3) + 1 / np.log2(6)) / 5
+    assert m["ndcg@5"] == pytest.approx(expected)
+    # the same users as lists: the target placed at its rank in a list of 40 items
+    tops = [[t if i == r else -1 - i for i in range(40)] for t, r in enumerate(ranks)]
+    lists = ranking_metrics(tops, [{t} for t in range(5)], k=10)
+    assert lists["ndcg@10"] == pytest.approx(m["ndcg@10"]) and lists["hr@10"] == pytest.approx(m["hr@10"])
 
 
-def test_top_k_by_score_orders_best_first():
-    scores = np.array([[0.1, 0.9, 0.5, 0.7], [3.0, 2.0, 1.0, 0.0]])
-    ids = np.array(["a", "b", "c", "d"])
-    assert top_k_by_score(scores, ids, 3) == [["b", "d", "c"], ["a", "b", "c"]]
-
-
-def test_holdout_relevance_keeps_users_seen_in_training_only():
-    train = pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["a", "b"]})
-    holdout = pd.DataFrame({"user_id": ["u1", "u1", "u1", "u9"], "item_id": ["c", "c", "d", "a"]})
-    assert holdout_relevance(train, holdout) == {"u1": {"c", "d"}}
+def test_excluded_items_are_masked_before_ranking():
+    scores = np.array([[5.0, 4.0, 3.0, 2.0, 1.0]])
+    assert target_ranks(scores.copy(), [np.array([], int)], np.array([3])).tolist() == [3]
+    assert target_ranks(scores.copy(), [np.array([0, 1])], np.array([3])).tolist() == [1]
+    assert top_k(scores.copy(), 2, [np.array([0])]).tolist() == [[1, 2]]
+    assert ranks_in_lists(np.array([[4, 2, 9], [1, 2, 3]]), np.array([9, 7])).tolist() == [2, 3]
 
 
 def test_popularity_counts_events_and_breaks_ties_by_id():

@@ -1,4 +1,4 @@
-"""The sequential TFRS two-tower and the DCN-v2 re-ranker: real fits of a few steps on toy sequences."""
+"""The sequential TFRS two-tower: real fits of a few steps on toy sequences."""
 
 from __future__ import annotations
 
@@ -8,18 +8,12 @@ import numpy as np
 import tensorflow as tf
 
 from models.sequential import (
-    RANKER_FEATURES,
-    RankerConfig,
     SequentialConfig,
-    candidate_features,
-    fit_ranker,
     fit_sequential,
-    merge_candidates,
     pad_left,
     refit_sequential,
-    rerank,
-    save_sequential,
     training_dataset,
+    training_windows,
 )
 
 N_ITEMS = 24
@@ -42,6 +36,20 @@ def test_training_dataset_shifts_targets_by_one():
     batch = next(iter(training_dataset([np.array([0, 1, 2])], config, seed=0)))
     assert batch["inputs"].numpy().tolist() == [[0, 0, 1, 2]]  # model indices are item + 1
     assert batch["targets"].numpy().tolist() == [[0, 0, 2, 3]]
+    assert batch["weights"].numpy().tolist() == [[0, 0, 1, 1]]
+
+
+def test_windows_cut_long_histories_from_the_end_and_weigh_targets_by_event_type():
+    config = SequentialConfig(max_len=3, max_windows=2)
+    history = np.arange(7)  # 7 interactions: windows [3..6] and [0..3] (sharing item 3)
+    weights = np.array([1, 1, 1, 3, 1, 1, 3], np.float32)  # purchases of items 3 and 6
+    out = training_windows([history, np.array([5])], config, [weights, np.ones(1)])
+    assert out["inputs"].tolist() == [[4, 5, 6], [1, 2, 3]]  # the one-item history gives no window
+    assert out["targets"].tolist() == [[5, 6, 7], [2, 3, 4]]
+    raw = np.array([[1, 1, 3], [1, 1, 3]], np.float32)
+    np.testing.assert_allclose(out["weights"], raw / raw.mean())  # normalised to mean 1
+    one = training_windows([history], SequentialConfig(max_len=3))  # max_windows=1: the newest only
+    assert one["inputs"].tolist() == [[4, 5, 6]]
 
 
 def test_sequential_model_learns_the_next_item(tmp_path):
@@ -58,8 +66,8 @@ def test_sequential_model_learns_the_next_item(tmp_path):
     assert hits == [6, 12], hits
     assert scores[0, 6] - scores[0].mean() > before.scores(queries)[0, 6] - before.scores(queries)[0].mean()
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
-    folder = save_sequential(model, tmp_path / "model")
-    assert json.loads((folder / "config.json").read_text())["max_len"] == 6
+    assert json.loads(model.config.to_json())["max_len"] == 6
+    assert SequentialConfig.from_dict({**json.loads(config.to_json()), "unknown": 1}) == config
 
 
 def test_early_stopping_restores_the_best_epoch():
@@ -106,30 +114,3 @@ def test_mixed_precision_trains_in_float16_with_float32_scores():
     scores = model.scores([np.array([3, 4, 5]), np.array([10, 11])])
     assert scores.dtype == np.float32 and np.isfinite(scores).all()
     assert [int(np.argmax(s)) for s in scores] == [6, 12]
-
-
-def test_merge_candidates_interleaves_without_duplicates():
-    merged = merge_candidates(np.array([[5, 1, 2, 9]]), np.array([[1, 7, 5, 8]]), 5)
-    assert merged.tolist() == [[5, 1, 7, 2, 9]]
-
-
-def test_ranker_learns_to_follow_the_better_source():
-    # the target is always the top co-occurrence item, never the top retrieval item
-    rng = np.random.default_rng(0)
-    n_users, n = 200, 30
-    histories = [np.array([i % 5]) for i in range(n_users)]
-    retrieval = rng.normal(size=(n_users, n)).astype(np.float32)
-    cooc = rng.random((n_users, n)).astype(np.float32)
-    targets = np.array([int(np.argmax(np.where(np.arange(n) >= 5, c, -1))) for c in cooc])
-    retrieval[np.arange(n_users), targets] -= 3.0
-    pop = np.ones(n)
-    attrs = np.ones((n, 1), np.int32)
-    cand, feats = candidate_features(retrieval.copy(), cooc.copy(), histories, pop, attrs, 10)
-    assert feats.shape == (n_users, 10, len(RANKER_FEATURES))
-    assert not np.isin(cand[0], histories[0]).any()  # the history is masked
-    labels = (cand == targets[:, None]).astype(np.float32)
-    assert labels.sum(axis=1).min() == 1  # top co-occurrence item is always a candidate
-    model, _ = fit_ranker(feats, labels, RankerConfig(learning_rate=1e-2, batch_size=32), epochs=8)
-    ranked = rerank(model, cand, feats)
-    assert (ranked[:, 0] == targets).mean() > 0.9
-    assert isinstance(model(tf.constant(feats[:2])), tf.Tensor)

@@ -1,61 +1,99 @@
-"""The champion/challenger gate: only a clear winner that holds on the golden set is promoted."""
+"""The champion/challenger gate: decisions by hand, and the real gate on trained packages of the tiny world."""
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
+from datetime import date
+
+import numpy as np
 import pytest
 
-from monitoring.gate import decide_promotion
+from monitoring.gate import compare_packages, decide_promotion, fair_days
+from recflow.settings import load_settings
 
 
-def test_a_worse_challenger_is_not_promoted():
+def test_a_worse_challenger_is_not_promoted_and_both_evaluations_are_kept():
     decision = decide_promotion(
-        {"recall@10": 0.30}, {"recall@10": 0.25}, {"recall@10": 0.40}, {"recall@10": 0.41}, margin=0.0
+        {"ndcg@10": 0.30}, {"ndcg@10": 0.25}, margin=0.0, days=["2026-01-07", "2026-01-08"]
     )
-    assert not decision.promote
-    assert "does not beat" in decision.reason
-    # both evaluations are kept, for the model's metadata
-    assert decision.to_dict()["champion_holdout"] == {"recall@10": 0.30}
-    assert decision.to_dict()["challenger_golden"] == {"recall@10": 0.41}
+    assert not decision.promote and "does not beat" in decision.reason
+    assert decision.to_dict()["champion"] == {"ndcg@10": 0.30}
+    assert decision.to_dict()["days"] == ["2026-01-07", "2026-01-08"]
 
 
-def test_a_better_challenger_is_promoted():
-    decision = decide_promotion(
-        {"recall@10": 0.30}, {"recall@10": 0.36}, {"recall@10": 0.40}, {"recall@10": 0.40}, margin=0.1
-    )
-    assert decision.promote
+def test_a_better_challenger_is_promoted_unless_the_win_is_below_the_margin():
+    assert decide_promotion({"ndcg@10": 0.30}, {"ndcg@10": 0.36}, margin=0.1).promote
+    small = decide_promotion({"ndcg@10": 0.30}, {"ndcg@10": 0.32}, margin=0.1)
+    assert not small.promote and "0.3300" in small.reason  # the bar it had to clear
 
 
-def test_a_win_smaller_than_the_margin_is_not_enough():
-    decision = decide_promotion(
-        {"recall@10": 0.30}, {"recall@10": 0.32}, {"recall@10": 0.40}, {"recall@10": 0.40}, margin=0.1
-    )
-    assert not decision.promote
-    assert "0.3300" in decision.reason  # the bar it had to clear
-
-
-def test_a_golden_set_regression_blocks_a_holdout_winner():
-    decision = decide_promotion(
-        {"recall@10": 0.30}, {"recall@10": 0.50}, {"recall@10": 0.40}, {"recall@10": 0.30}, margin=0.0
-    )
-    assert not decision.promote
-    assert "golden" in decision.reason
-    tolerant = decide_promotion(
-        {"recall@10": 0.30},
-        {"recall@10": 0.50},
-        {"recall@10": 0.40},
-        {"recall@10": 0.30},
-        margin=0.0,
-        golden_tolerance=0.3,
-    )
-    assert tolerant.promote
-
-
-def test_without_a_champion_the_challenger_is_promoted():
-    assert decide_promotion(None, {"recall@10": 0.01}, None, {"recall@10": 0.01}, margin=0.5).promote
-
-
-def test_a_missing_metric_is_named():
+def test_without_a_champion_the_challenger_is_promoted_and_a_missing_metric_is_named():
+    assert decide_promotion(None, {"ndcg@10": 0.01}, margin=0.5).promote
     with pytest.raises(KeyError, match="ndcg@10"):
-        decide_promotion(
-            {"recall@10": 0.3}, {"recall@10": 0.4}, None, {"recall@10": 0.4}, 0.0, metric="ndcg@10"
-        )
+        decide_promotion({"recall@10": 0.3}, {"recall@10": 0.4}, 0.0)
+
+
+def test_fair_days_are_the_held_out_days_the_champion_never_learned():
+    challenger = {"validation_window": {"start": "2026-01-06", "end": "2026-01-08"}}
+    assert fair_days({"data_window": {"end": "2026-01-05"}}, challenger) == (
+        date(2026, 1, 6),
+        date(2026, 1, 8),
+    )
+    assert fair_days({"data_window": {"end": "2026-01-06"}}, challenger)[0].isoformat() == "2026-01-07"
+    assert fair_days({"data_window": {"end": "2026-01-08"}}, challenger) is None
+    with pytest.raises(ValueError, match="validation_window"):
+        fair_days({}, {})
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory):
+    """A champion trained on the first 6 tiny days; a challenger trained on all 8 (days 7-8 held out)."""
+    from features.store import prepare_feature_store
+    from models.bundle import ModelBundle
+    from models.train import train_models
+    from recflow.data.sources import land_batches
+
+    root = tmp_path_factory.mktemp("gate")
+    full = load_settings("tiny", home=root / "full")
+    batches = land_batches(full)
+    for batch in batches:
+        shutil.copytree(batch.path, full.validated_dir / batch.path.name)
+    early = load_settings("tiny", home=root / "early", data={"holdout_days": 1})
+    for batch in batches[:6]:
+        shutil.copytree(batch.path, early.validated_dir / batch.path.name)
+    champion = train_models(early, prepare_feature_store(early))
+    store = prepare_feature_store(full)
+    challenger = train_models(full, store)
+    return full, store, ModelBundle.load(champion.bundle_path), ModelBundle.load(challenger.validation_path)
+
+
+@pytest.mark.slow
+def test_the_gate_rejects_a_deliberately_worse_challenger(packages):
+    settings, store, champion, challenger = packages
+    fair = compare_packages(settings, store, champion, challenger)
+    assert fair.days == ["2026-01-07", "2026-01-08"]  # held out by the challenger, unseen by the champion
+    assert fair.champion["users"] == fair.challenger["users"] > 10
+
+    # the same challenger, broken: its two-tower forgets everything and co-occurrence is emptied
+    broken = replace(challenger, ranker=None, metadata=dict(challenger.metadata))
+    weights, matrix = broken.two_tower.get_weights(), broken.cooccurrence.matrix
+    broken.two_tower.set_weights([np.random.default_rng(0).normal(size=w.shape) for w in weights])
+    broken.cooccurrence.matrix = matrix * 0.0
+    broken.item_embeddings = broken.two_tower.item_tower.all_items().numpy()
+    try:
+        worse = compare_packages(settings, store, champion, broken)
+    finally:  # the models are shared with the fixture's challenger
+        broken.two_tower.set_weights(weights)
+        broken.cooccurrence.matrix = matrix
+    assert not worse.promote, worse.reason
+    assert worse.challenger["ndcg@10"] < worse.champion["ndcg@10"]
+    assert worse.champion == fair.champion  # the champion is judged the same way both times
+
+
+@pytest.mark.slow
+def test_a_champion_that_learned_every_held_out_day_stays(packages):
+    settings, store, _, challenger = packages
+    learned_all = replace(challenger, metadata={**challenger.metadata, "data_window": {"end": "2026-01-08"}})
+    decision = compare_packages(settings, store, learned_all, challenger)
+    assert not decision.promote and "already learned every held-out day" in decision.reason

@@ -44,15 +44,15 @@ def test_events_change_the_next_recommendation_and_are_logged(service, reason_is
     from features.online import push_user_events  # noqa: F401  (the service pushes through it)
 
     model = service.current
-    items = service.features.items(list(model.item_ids))
+    items = service.features.items(list(model.bundle.item_ids))
     category = items["category"].value_counts().index[0]
     viewed = [str(i) for i in items[items["category"] == category].index[:4]]
     user = "live-shopper"
     before = recommend(service, user_id=user, k=5)
     assert before.fallback is True  # never seen: popular items
 
-    answer = service.events(events=[Event(user_id=user, item_id=i, event_type="view") for i in viewed])
-    assert answer.accepted == answer.pushed == 4
+    answer = service.ingest([Event(user_id=user, item_id=i, event_type="view") for i in viewed])
+    assert answer.accepted == answer.pushed == 4 and answer.rejected == 0 and answer.errors == []
     after = recommend(service, user_id=user, k=5)
     assert after.fallback is False
     assert [i.item_id for i in after.items] != [i.item_id for i in before.items]
@@ -65,9 +65,9 @@ def test_events_change_the_next_recommendation_and_are_logged(service, reason_is
 def test_a_purchase_posted_to_events_is_filtered_at_once(service, served):
     user = "buyer-now"
     first = recommend(service, user_id=user, k=3)
-    service.events(events=[Event(user_id=user, item_id=first.items[0].item_id, event_type="view")])
+    service.ingest([Event(user_id=user, item_id=first.items[0].item_id, event_type="view")])
     top = recommend(service, user_id=user, k=3).items[0].item_id
-    service.events(events=[Event(user_id=user, item_id=top, event_type="purchase")])
+    service.ingest([Event(user_id=user, item_id=top, event_type="purchase")])
     assert top not in [i.item_id for i in recommend(service, user_id=user, k=50).items]
 
 

@@ -14,13 +14,15 @@ from benchmarks.quality import (
     markdown_table,
     metrics_from_ranks,
     popularity_scores,
-    ranks_from_lists,
     run_quality_bench,
     target_ranks,
     write_benchmark_doc,
 )
+from models.config import PipelineConfig
 from models.cooccurrence import CooccurrenceModel, CooccurrenceParams
-from models.sequential import RankerConfig, SequentialConfig
+from models.evaluate import ranks_in_lists
+from models.ranker import RankerConfig
+from models.sequential import SequentialConfig
 
 
 def test_metrics_from_ranks_by_hand():
@@ -65,7 +67,7 @@ def test_popularity_published_counts_test_items_by_construction():
 
 def test_ranks_from_lists():
     ranked = np.array([[3, 1, 2], [0, 2, 1]])
-    assert ranks_from_lists(ranked, np.array([2, 5])).tolist() == [2, 3]
+    assert ranks_in_lists(ranked, np.array([2, 5])).tolist() == [2, 3]
 
 
 def test_cooccurrence_follows_the_sequence():
@@ -94,18 +96,25 @@ def _toy_dataset(folder, n_users=60, n_items=30, seed=0, name="Toy"):
 
 def test_quality_bench_end_to_end_on_a_toy_dataset(tmp_path, tiny_settings):
     folder = _toy_dataset(tmp_path / "toy", name="Beauty")  # named Beauty: the published rows join in
-    config = SequentialConfig(max_len=8, dim=8, heads=1, blocks=1, batch_size=32, max_epochs=2, eval_every=1)
-    out = tmp_path / "out" / "toy.json"
-    result = run_quality_bench(
-        tiny_settings, folder, out, seed=1, sequential=config, ranker=RankerConfig(max_epochs=2)
+    config = PipelineConfig(
+        two_tower=SequentialConfig(
+            max_len=8, dim=8, heads=1, blocks=1, batch_size=32, max_epochs=2, eval_every=1
+        ),
+        ranker=RankerConfig(candidates=20, max_epochs=2),
     )
+    out = tmp_path / "out" / "toy.json"
+    result = run_quality_bench(tiny_settings, folder, out, seed=1, config=config)
     saved = json.loads(out.read_text())
     assert saved["users"] == 60 and saved["seed"] == 1
     assert set(saved) >= {"dataset", "protocol", "users", "items", "seed", "models"}
     kinds = {name: row["kind"] for name, row in saved["models"].items()}
     assert kinds["popularity"] == kinds["cooccurrence"] == "baseline"
     assert kinds["popularity-published"] == "reference" and kinds["SASRec (published)"] == "reference"
-    assert sum(k == "platform" for k in kinds.values()) == 2
+    assert kinds["platform"] == "platform" and kinds["two-tower"] == "component"
+    stages = saved["details"]["platform"]["stages"]
+    assert stages["two-tower"]["serving"] and isinstance(stages["ranker"]["serving"], bool)
+    # consecutive-item walks: the served package finds the next item
+    assert saved["models"]["platform"]["hr@10"] > 0.8
     for row in saved["models"].values():
         assert all(0.0 <= row[m] <= 1.0 for m in ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20"))
         assert row["hr@5"] <= row["hr@10"] <= row["hr@20"]

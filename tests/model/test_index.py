@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from models.index import build_index, recall_at_k
 from recflow.settings import ServingSettings
-from serving.index import build_index, recall_at_k
 
 
 def clustered(n: int, d: int = 32, seed: int = 0) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import faiss
 import numpy as np
@@ -68,9 +69,9 @@ def build_index(
     if kind == "auto":
         kind = "flat" if n <= settings.exact_max_items else "ivf"
     if kind == "flat":
-        index = faiss.IndexFlatIP(d)
-        index.add(embeddings)
-        return ItemIndex(index, "flat", 1.0, {})
+        flat = faiss.IndexFlatIP(d)
+        flat.add(embeddings)
+        return ItemIndex(flat, "flat", 1.0, {})
 
     queries = embeddings if sample_queries is None else np.ascontiguousarray(sample_queries, dtype=np.float32)
     queries = queries[np.random.default_rng(0).permutation(len(queries))[:500]]
@@ -78,6 +79,7 @@ def build_index(
     exact.add(embeddings)
     _, truth = exact.search(queries, min(10, n))
 
+    index: Any
     if kind == "ivf":
         nlist = max(1, min(int(4 * np.sqrt(n)), n // 39))
         quantizer = faiss.IndexFlatIP(d)
@@ -123,7 +125,8 @@ def _ladder(start: int, stop: int) -> list[int]:
     return [*out, stop]
 
 
-def _set_breadth(index: faiss.Index, name: str, value: int) -> None:
+def _set_breadth(index: Any, name: str, value: int) -> None:
+    """Set IVF's nprobe or HNSW's efSearch (attributes of the concrete faiss index classes)."""
     if name == "nprobe":
         index.nprobe = value
     else:

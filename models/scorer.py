@@ -1,0 +1,427 @@
+"""The one scoring path of the platform: candidates -> seen filter -> ranker features -> ranking -> backfill.
+
+`BatchScorer` turns users (their recent items, the items never to show them, their online features)
+into top-k lists with a package (`models.bundle.ModelBundle`). The service calls it with one user per
+request; training's evaluation, the promotion gate, monitoring, `recflow simulate` and the benchmarks
+call it with thousands. It is the same code either way, so what is measured is what is served.
+
+For each user:
+
+1. **Two-tower**: the query tower reads the recent items; the ANN index (`models.index`) returns the
+   nearest items, the excluded ones dropped, the best `C` kept (`C` = the ranker's candidates).
+2. **Co-occurrence**: the items that followed the user's recent items in other users' histories
+   (with a popularity tie-break, so a user with a thin history still gets `C`); excluded dropped.
+3. **Merge**: the two lists interleaved (two-tower first) into `C` distinct candidates.
+4. **Rank**: the ranker orders the candidates from each source's view of them plus the online user
+   and item features; a package without a ranker keeps the merged order.
+5. **Rules and backfill**: at most `max_per_category` items of one category; a list shorter than `k`
+   is filled with popular items (the user's region first) that are not excluded.
+
+Users the platform has never seen are not scored here: the service answers them from the popular
+lists (`ModelBundle.popular`), with `fallback: true`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from models.bundle import ModelBundle
+from models.index import ItemIndex, build_index
+from models.ranker import SOURCE_FEATURES, scale_numeric
+from models.sequential import pad_left
+from recflow.settings import ServingSettings
+
+SOURCES: tuple[str, ...] = ("two-tower", "co-occurrence", "both", "popular")
+
+
+@dataclass(frozen=True)
+class Query:
+    """One user to recommend to.
+
+    Attributes:
+        history: the user's recent item ids, oldest first (ids the package does not know are ignored).
+        exclude: item ids never to recommend (the seen filter: what the user bought).
+        user_features: online user features by name (missing or None count as 0).
+        region: the user's region, for the popular backfill.
+    """
+
+    history: Sequence[str]
+    exclude: Collection[str] = ()
+    user_features: Mapping[str, object] | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One user's list: catalogue rows, scores (descending), the source of each item and its
+    two-tower score (query . item, NaN for backfilled items; what prediction drift watches)."""
+
+    rows: np.ndarray
+    scores: np.ndarray
+    sources: list[str] = field(default_factory=list)
+    retrieval: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """A batch's merged candidates and the ranker's input for them.
+
+    Attributes:
+        rows: int [B, C] catalogue rows (-1 where the catalogue ran out after the seen filter).
+        features: float32 [B, C, F] ranker input (`SOURCE_FEATURES`, user features, item features).
+        source: int [B, C] index into `SOURCES` (0 two-tower, 1 co-occurrence, 2 both).
+        retrieval: float32 [B, C] the two-tower's score of each candidate.
+    """
+
+    rows: np.ndarray
+    features: np.ndarray
+    source: np.ndarray
+    retrieval: np.ndarray
+
+
+class BatchScorer:
+    """Scores users with a package: the service, training, the gate, monitoring and benchmarks share it.
+
+    Args:
+        bundle: the package.
+        index: the ANN index over `bundle.item_embeddings`; by default built as `serving` asks
+            (exact search up to `exact_max_items`).
+        serving: index settings and the `max_per_category` rule (default `ServingSettings()`).
+        item_features: raw online item features [n_items, len(bundle.item_features)] in catalogue
+            order (missing as NaN); None: all 0 (no feature store).
+    """
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        index: ItemIndex | None = None,
+        serving: ServingSettings | None = None,
+        item_features: np.ndarray | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.serving = serving or ServingSettings()
+        n_items = len(bundle.catalogue)
+        self.n_candidates = min(bundle.config.ranker.candidates, n_items)
+        self.index = index or build_index(bundle.item_embeddings, self.serving, self._sample_queries())
+        self.attributes = bundle.catalogue.attributes
+        self.log_popularity = np.log1p(bundle.popularity).astype(np.float32)
+        self.tie_break = (1e-6 * bundle.popularity / max(float(bundle.popularity.max()), 1.0))[None, :]
+        self.batch_size = int(max(1, min(1024, 2e7 // max(n_items, 1))))  # dense [B, n_items] rows
+        max_len = bundle.config.two_tower.max_len
+        tower = bundle.two_tower.sequence_tower
+        self._query = tf.function(lambda x: tower(x, training=False)[:, -1, :]).get_concrete_function(
+            tf.TensorSpec([None, max_len], tf.int32)
+        )
+        self._rank = None
+        if bundle.ranker is not None:
+            ranker = bundle.ranker
+            self._rank = tf.function(lambda x: ranker(x)).get_concrete_function(
+                tf.TensorSpec([None, None, ranker.n_features], tf.float32)
+            )
+        self.set_item_features(item_features)
+
+    # ---- inputs ----------------------------------------------------------------------------------
+    def set_item_features(self, raw: np.ndarray | None) -> None:
+        """Replace the online item features (after the feature store was refreshed); raw values, NaN = missing."""
+        width = len(self.bundle.item_features)
+        n = len(self.bundle.catalogue)
+        if raw is None:
+            raw = np.zeros((n, width), np.float32)
+        raw = np.asarray(raw, dtype=np.float32)
+        if raw.shape != (n, width):
+            raise ValueError(f"item features must be [{n}, {width}] in catalogue order, got {raw.shape}")
+        self._item_features = scale_numeric(raw)  # one assignment: requests see the old or the new
+
+    def user_matrix(self, queries: Sequence[Query]) -> np.ndarray:
+        """The raw online user features of `queries` [B, len(bundle.user_features)] (missing as NaN)."""
+        names = self.bundle.user_features
+        out = np.full((len(queries), len(names)), np.nan, np.float32)
+        for row, query in enumerate(queries):
+            values = query.user_features or {}
+            for j, name in enumerate(names):
+                out[row, j] = _number(values.get(name))
+        return out
+
+    # ---- the path --------------------------------------------------------------------------------
+    def recommend(self, queries: Sequence[Query], k: int) -> list[Ranked]:
+        """Top-k lists for `queries` (item ids in, catalogue rows out: `bundle.catalogue.ids(rows)`)."""
+        catalogue = self.bundle.catalogue
+        histories = [catalogue.encode(q.history) for q in queries]
+        exclude = [catalogue.encode(q.exclude) for q in queries]
+        regions = [q.region for q in queries]
+        return self.rank(histories, exclude, self.user_matrix(queries), k, regions)
+
+    def rank(
+        self,
+        histories: Sequence[np.ndarray],
+        exclude: Sequence[np.ndarray],
+        user_features: np.ndarray | None,
+        k: int,
+        regions: Sequence[str | None] | None = None,
+    ) -> list[Ranked]:
+        """Top-k lists from catalogue rows: histories (oldest first) and excluded rows per user.
+
+        Args:
+            histories: each user's recent items as catalogue rows.
+            exclude: each user's rows never to recommend.
+            user_features: raw online user features [B, n_user_features] (NaN = missing) or None.
+            k: list length.
+            regions: each user's region (popular backfill), or None.
+        """
+        out: list[Ranked] = []
+        for lo in range(0, len(histories), self.batch_size):
+            hi = min(lo + self.batch_size, len(histories))
+            users = None if user_features is None else user_features[lo:hi]
+            cands = self._candidates(histories[lo:hi], exclude[lo:hi], users)
+            order, scores = self._order(cands)
+            for b in range(hi - lo):
+                region = regions[lo + b] if regions is not None else None
+                out.append(self._finish(cands, b, order[b], scores[b], exclude[lo + b], k, region))
+        return out
+
+    def candidates(
+        self, histories: Sequence[np.ndarray], exclude: Sequence[np.ndarray], user_features: np.ndarray | None
+    ) -> Candidates:
+        """Merged candidates of both sources and the ranker's features for them (steps 1-3), in batches."""
+        parts = []
+        for lo in range(0, len(histories), self.batch_size):
+            hi = min(lo + self.batch_size, len(histories))
+            users = None if user_features is None else user_features[lo:hi]
+            parts.append(self._candidates(histories[lo:hi], exclude[lo:hi], users))
+        if len(parts) <= 1:
+            return parts[0] if parts else self._candidates(histories, exclude, user_features)
+        return Candidates(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in Candidates.__dataclass_fields__)
+        )
+
+    def _candidates(
+        self, histories: Sequence[np.ndarray], exclude: Sequence[np.ndarray], user_features: np.ndarray | None
+    ) -> Candidates:
+        n_items, c = len(self.bundle.catalogue), self.n_candidates
+        b = len(histories)
+        histories = [np.asarray(h, np.int32) for h in histories]
+        query = self.query_vectors(histories)
+        # 1. two-tower over the ANN index, seen filter applied
+        widest = c + max((len(e) for e in exclude), default=0)
+        found, _ = self.index.search(query, min(widest, n_items))
+        top_r = np.full((b, c), -1, np.int64)
+        for u in range(b):
+            rows = found[u][(found[u] >= 0) & ~np.isin(found[u], exclude[u])][:c]
+            top_r[u, : len(rows)] = rows
+        # 2. co-occurrence over the recent items, with the popularity tie-break
+        cooc = self.bundle.cooccurrence
+        dense = (cooc.context(histories) @ cooc.matrix).toarray() + self.tie_break
+        for u in range(b):
+            dense[u, exclude[u]] = -np.inf
+        top_c = _top(dense, c)
+        # 3. merge
+        rows, source = _merge(top_r, top_c, c)
+        # features
+        valid = rows >= 0
+        safe = np.where(valid, rows, 0)
+        r = np.einsum("bd,bcd->bc", query, self.bundle.item_embeddings[safe])
+        r_best = np.where(valid, r, -np.inf).max(axis=1, keepdims=True)
+        c_raw = np.maximum(np.take_along_axis(dense, safe, axis=1), 0.0)
+        c_best = np.maximum(np.where(valid, c_raw, 0.0).max(axis=1, keepdims=True), 1e-9)
+        rank_r = _ranks(top_r, safe, c)
+        rank_c = _ranks(top_c, safe, c)
+        lengths = np.array([len(h) for h in histories], np.float32)[:, None].repeat(c, axis=1)
+        last = np.array([h[-1] if len(h) else -1 for h in histories])
+        overlap = self._overlap(last, safe)
+        source_features = np.stack(
+            [
+                r,
+                r - r_best,
+                np.log1p(rank_r),
+                c_raw / c_best,
+                np.log1p(c_raw),
+                np.log1p(rank_c),
+                self.log_popularity[safe],
+                np.log1p(lengths),
+                overlap,
+            ],
+            axis=-1,
+        )
+        assert source_features.shape[-1] == len(SOURCE_FEATURES)
+        parts = [np.nan_to_num(source_features, nan=0.0, posinf=0.0, neginf=-30.0).astype(np.float32)]
+        n_user = len(self.bundle.user_features)
+        if n_user:
+            users = np.full((b, n_user), np.nan, np.float32) if user_features is None else user_features
+            parts.append(np.repeat(scale_numeric(users)[:, None, :], c, axis=1))
+        if len(self.bundle.item_features):
+            parts.append(self._item_features[safe])
+        features = np.concatenate(parts, axis=-1).astype(np.float32)
+        return Candidates(rows=rows, features=features, source=source, retrieval=r.astype(np.float32))
+
+    def query_vectors(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """The two-tower's query vectors [B, dim] for histories of catalogue rows."""
+        max_len = self.bundle.config.two_tower.max_len
+        padded = pad_left([np.asarray(h) + 1 for h in histories], max_len)
+        return self._query(tf.constant(padded)).numpy().astype(np.float32)
+
+    # ---- steps 4-5 --------------------------------------------------------------------------------
+    def _order(self, cands: Candidates) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate positions in serving order [B, C] and their scores (ranker softmax, or 1/position)."""
+        valid = cands.rows >= 0
+        if self._rank is not None:
+            logits = self._rank(tf.constant(cands.features)).numpy().astype(np.float64)
+        else:
+            logits = -np.log1p(np.broadcast_to(np.arange(cands.rows.shape[1]), cands.rows.shape)).astype(
+                float
+            )
+        logits = np.where(valid, logits, -np.inf)
+        order = np.argsort(-logits, axis=1, kind="stable")
+        if self._rank is not None:
+            z = np.exp(logits - logits.max(axis=1, keepdims=True))
+            scores = z / z.sum(axis=1, keepdims=True)
+        else:
+            scores = np.where(valid, np.exp(logits), 0.0)  # 1 / (1 + position)
+        return order, np.take_along_axis(scores, order, axis=1)
+
+    def _finish(
+        self,
+        cands: Candidates,
+        b: int,
+        order: np.ndarray,
+        scores: np.ndarray,
+        exclude: np.ndarray,
+        k: int,
+        region: str | None,
+    ) -> Ranked:
+        rows = cands.rows[b][order]
+        sources = cands.source[b][order]
+        retrieval = cands.retrieval[b][order]
+        keep = rows >= 0
+        rows, scores, sources, retrieval = rows[keep], scores[keep], sources[keep], retrieval[keep]
+        kept = self._rules(rows, k)
+        out_rows = [int(r) for r in rows[kept]]
+        out_scores = [float(s) for s in scores[kept]]
+        out_sources = [SOURCES[int(s)] for s in sources[kept]]
+        out_retrieval = [float(x) for x in retrieval[kept]]
+        if len(out_rows) < k:  # tiny catalogue or strict rules: fill with popular items
+            taken = set(out_rows) | {int(e) for e in exclude}
+            for row in self.popular_rows(region):
+                if len(out_rows) == k:
+                    break
+                if row not in taken:
+                    taken.add(row)
+                    out_rows.append(row)
+                    out_scores.append(0.0)
+                    out_sources.append("popular")
+                    out_retrieval.append(float("nan"))
+        return Ranked(
+            rows=np.array(out_rows, np.int64),
+            scores=np.array(out_scores),
+            sources=out_sources,
+            retrieval=np.array(out_retrieval, np.float32),
+        )
+
+    def _rules(self, rows: np.ndarray, k: int) -> np.ndarray:
+        """Positions of the first `k` items once `serving.max_per_category` (business rule) is applied."""
+        limit = self.serving.max_per_category
+        if limit is None:
+            return np.arange(min(k, len(rows)))
+        categories = self.bundle.catalogue.categories
+        kept: list[int] = []
+        per: dict[str, int] = {}
+        for i, row in enumerate(rows):
+            category = categories[row]
+            if category and per.get(category, 0) >= limit:
+                continue
+            per[category] = per.get(category, 0) + 1
+            kept.append(i)
+            if len(kept) == k:
+                break
+        return np.array(kept, np.int64)
+
+    def popular_rows(self, region: str | None = None) -> list[int]:
+        """Catalogue rows of the popular lists (the region's first, then overall), then the rest."""
+        popular = self.bundle.popular
+        lists = []
+        if region and region in popular.get("by_region", {}):
+            lists.append(popular["by_region"][region])
+        lists.append(popular.get("global", []))
+        index = self.bundle.catalogue.index
+        seen: dict[int, None] = {}
+        for items in lists:
+            for item in items:
+                if item in index:
+                    seen.setdefault(index[item])
+        order = np.argsort(-self.bundle.popularity, kind="stable")
+        for row in order:
+            seen.setdefault(int(row))
+        return list(seen)
+
+    def _overlap(self, last: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        """Share of each candidate's attributes that the user's newest item has too [B, C]."""
+        attrs = self.attributes
+        cand_attrs = attrs[cand]  # [B, C, A]
+        last_attrs = np.where(last[:, None] >= 0, attrs[np.maximum(last, 0)], 0)  # [B, A]
+        shared = (cand_attrs[:, :, :, None] == last_attrs[:, None, None, :]) & (cand_attrs[:, :, :, None] > 0)
+        return (shared.any(-1).sum(-1) / np.maximum((cand_attrs > 0).sum(-1), 1)).astype(np.float32)
+
+    def _sample_queries(self, n: int = 200) -> np.ndarray:
+        """Query vectors to check the ANN index's recall on: users built from random item histories."""
+        rng = np.random.default_rng(0)
+        n_items = len(self.bundle.catalogue)
+        histories = [rng.choice(n_items, size=min(5, n_items), replace=False) for _ in range(n)]
+        max_len = self.bundle.config.two_tower.max_len
+        padded = pad_left([h + 1 for h in histories], max_len)
+        return self.bundle.two_tower.sequence_tower(tf.constant(padded))[:, -1, :].numpy()
+
+
+def _number(value) -> float:
+    """A feature value as a float; missing or non-numeric counts as NaN (scaled to 0)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the `n` best-scoring items per row, best first (ties by index)."""
+    n = min(n, scores.shape[1])
+    part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    picked = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -picked), axis=1)
+    top = np.take_along_axis(part, order, axis=1)
+    return np.where(np.isfinite(np.take_along_axis(scores, top, axis=1)), top, -1)
+
+
+def _merge(first: np.ndarray, second: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Interleave two ranked lists per user ([B, m] each, -1 = none) into `n` distinct rows.
+
+    Returns the rows [B, n] (-1 padded) and each row's source (0 first list, 1 second, 2 both).
+    """
+    b = len(first)
+    rows = np.full((b, n), -1, np.int64)
+    source = np.zeros((b, n), np.int64)
+    for u in range(b):
+        in_first = set(first[u][first[u] >= 0].tolist())
+        in_second = set(second[u][second[u] >= 0].tolist())
+        seen: dict[int, None] = {}
+        for a, c in zip(first[u], second[u], strict=True):
+            for item in (a, c):
+                if item >= 0 and len(seen) < n:
+                    seen.setdefault(int(item))
+            if len(seen) >= n:
+                break
+        merged = list(seen)
+        rows[u, : len(merged)] = merged
+        source[u, : len(merged)] = [
+            2 if (i in in_first and i in in_second) else (0 if i in in_first else 1) for i in merged
+        ]
+    return rows, source
+
+
+def _ranks(top: np.ndarray, cand: np.ndarray, c: int) -> np.ndarray:
+    """0-based rank of each candidate in a source's top list [B, C]; `c` when it is not there."""
+    out = np.full(cand.shape, float(c), np.float32)
+    for u in range(len(top)):
+        where = {int(item): pos for pos, item in enumerate(top[u]) if item >= 0}
+        out[u] = [where.get(int(item), c) for item in cand[u]]
+    return out

@@ -1,0 +1,94 @@
+"""The one scoring path: seen filter with backfill, rules, sources, and one request = one row of a batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from toys import TOY_METADATA, toy_config, toy_fit_data
+
+from models.pipeline import fit_pipeline
+from models.scorer import BatchScorer, Query, _merge
+from recflow.settings import ServingSettings
+
+N_ITEMS = 40
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    rng = np.random.default_rng(5)
+    histories, targets = [], []
+    for _ in range(300):
+        start = rng.integers(0, N_ITEMS)
+        walk = (start + np.arange(rng.integers(4, 8))) % N_ITEMS
+        histories.append(walk[:-1])
+        targets.append(int(walk[-1]))
+    return fit_pipeline(toy_fit_data(histories, targets), toy_config(), TOY_METADATA).serving
+
+
+def test_merge_interleaves_without_duplicates_and_says_where_each_came_from():
+    rows, source = _merge(np.array([[5, 1, 2, 9]]), np.array([[1, 7, 5, 8]]), 5)
+    assert rows.tolist() == [[5, 1, 7, 2, 9]]
+    assert source.tolist() == [[2, 2, 1, 0, 0]]  # 5 and 1 in both lists, 7 co-occurrence only
+    rows, _ = _merge(np.array([[3, -1]]), np.array([[-1, -1]]), 3)
+    assert rows.tolist() == [[3, -1, -1]]
+
+
+def test_excluded_items_never_show_and_the_list_is_backfilled(bundle):
+    scorer = BatchScorer(bundle)
+    history = ["i10", "i11", "i12"]
+    everything_but_three = [f"i{i:02d}" for i in range(N_ITEMS - 3)]
+    ranked = scorer.recommend([Query(history=history, exclude=everything_but_three)], 10)[0]
+    ids = bundle.catalogue.ids(ranked.rows)
+    assert sorted(ids) == ["i37", "i38", "i39"]  # all that is left: never an excluded item
+    ranked = scorer.recommend([Query(history=history, exclude=["i13"])], 10)[0]
+    ids = bundle.catalogue.ids(ranked.rows)
+    assert len(ids) == len(set(ids)) == 10 and "i13" not in ids
+    assert ids[0] == "i14"  # the walk continues past the excluded item
+    assert list(ranked.scores) == sorted(ranked.scores, reverse=True)
+    assert set(ranked.sources) <= {"two-tower", "co-occurrence", "both", "popular"}
+
+
+def test_a_small_candidate_set_is_filled_with_popular_items(bundle):
+    config = bundle.config
+    bundle.metadata["hyperparameters"]["ranker"]["candidates"] = 4
+    try:
+        bundle._config = type(config).from_dict(bundle.metadata["hyperparameters"])
+        ranked = BatchScorer(bundle).recommend([Query(history=["i01", "i02"])], 8)[0]
+    finally:
+        bundle.metadata["hyperparameters"] = config.to_dict()
+        bundle._config = config
+    assert len(ranked.rows) == 8 and ranked.sources[4:] == ["popular"] * 4
+    assert list(ranked.scores[4:]) == [0.0] * 4
+
+
+def test_at_most_m_items_per_category(bundle):
+    scorer = BatchScorer(bundle, serving=ServingSettings(max_per_category=1))
+    ranked = scorer.recommend([Query(history=["i20", "i21"])], 5)[0]
+    categories = bundle.catalogue.categories[ranked.rows]
+    assert len(ranked.rows) == 5 and len(set(categories)) == 5
+
+
+def test_one_query_gives_the_same_list_as_its_row_in_a_batch(bundle):
+    rng = np.random.default_rng(0)
+    queries = [
+        Query(history=bundle.catalogue.ids(rng.choice(N_ITEMS, size=rng.integers(1, 6), replace=False)))
+        for _ in range(64)
+    ]
+    scorer = BatchScorer(bundle)
+    batch = scorer.recommend(queries, 10)
+    for query, row in zip(queries, batch, strict=True):
+        single = scorer.recommend([query], 10)[0]
+        assert single.rows.tolist() == row.rows.tolist()
+        np.testing.assert_allclose(single.scores, row.scores, rtol=1e-5, atol=1e-7)
+
+
+def test_unknown_history_items_are_ignored(bundle):
+    scorer = BatchScorer(bundle)
+    with_unknown = scorer.recommend([Query(history=["i05", "not-an-item", "i06"])], 10)[0]
+    without = scorer.recommend([Query(history=["i05", "i06"])], 10)[0]
+    assert with_unknown.rows.tolist() == without.rows.tolist()
+
+
+def test_item_features_must_match_the_catalogue(bundle):
+    with pytest.raises(ValueError, match="catalogue order"):
+        BatchScorer(bundle).set_item_features(np.zeros((3, 2)))
