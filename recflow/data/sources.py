@@ -13,7 +13,8 @@ from recflow.settings import Settings
 def land_batches(settings: Settings) -> list[Batch]:
     """Write every daily raw batch of the configured source that is not on disk yet; return all of them.
 
-    `settings.data.source` is `synthetic` (default) or `amazon:PATH`.
+    `settings.data.source` is `synthetic` (default), `amazon:PATH`, `completejourney` or
+    `completejourney:DIR` (see `recflow.data.completejourney`).
     """
     source = settings.data.source
     root = settings.raw_dir
@@ -36,4 +37,11 @@ def land_batches(settings: Settings) -> list[Batch]:
             write_raw_batch(root, day, frames)
             for day, frames in amazon_daily_batches(source.split(":", 1)[1], settings)
         ]
-    raise ValueError(f"Unknown data source {source!r}: expected 'synthetic' or 'amazon:PATH'")
+    if source == "completejourney" or source.startswith("completejourney:"):
+        from recflow.data.completejourney import completejourney_daily_batches
+
+        return [write_raw_batch(root, day, frames) for day, frames in completejourney_daily_batches(source)]
+    raise ValueError(
+        f"Unknown data source {source!r}: expected 'synthetic', 'amazon:PATH', 'completejourney' or "
+        "'completejourney:DIR'"
+    )

@@ -132,3 +132,15 @@ def test_write_amazon_sequences_says_when_nothing_is_left(tmp_path):
     items = pd.DataFrame({"item_id": ["x"], "category": ["c"], "brand": ["b"]})
     with pytest.raises(ValueError, match="5-core"):
         write_amazon_sequences(_events([("ua", "x", "purchase", 0)]), items, tmp_path, "Toy")
+
+
+def test_amazon_full_snapshots_are_valid_upserts(toy_folder, tiny_settings):
+    from recflow.data.batches import read_snapshot
+
+    tiny_settings.data.source = f"amazon:{toy_folder}"
+    batches = land_batches(tiny_settings)
+    catalogue = read_snapshot(tiny_settings.raw_dir, "items", batches[-1].day)
+    pd.testing.assert_frame_equal(
+        catalogue, batches[-1].read("items").sort_values("item_id").reset_index(drop=True)
+    )
+    assert read_snapshot(tiny_settings.raw_dir, "users")["user_id"].tolist() == ["1", "2", "3"]

@@ -140,3 +140,65 @@ def test_features_read_only_the_validated_store(tiny_settings, tiny_batches):
     assert mine.empty or mine["event_timestamp"].min() > events["timestamp"].max()
     expected = interactions(read_events(tiny_settings.validated_dir))
     assert tables.rows["user_sequence"] == len(expected.drop_duplicates(["user_id", "timestamp"]))
+
+
+@pytest.mark.parametrize("drift_day", [None, 4])
+def test_feature_tables_from_upserts_equal_those_from_full_snapshots(tiny_settings, drift_day, tmp_path):
+    """The synthetic source sends full daily snapshots; sent as upserts, every feature table is the same."""
+    import shutil
+
+    from upserts import as_upserts
+
+    from features.compute import TABLE_NAMES, compute_features
+    from recflow.data.sources import land_batches
+
+    tiny_settings.data.drift_day = drift_day  # prices and new items change on the drift day
+    for batch in land_batches(tiny_settings):
+        shutil.copytree(batch.path, tiny_settings.validated_dir / batch.path.name)
+    full = compute_features(tiny_settings)
+    expected = {name: pd.read_parquet(full.path(name)) for name in TABLE_NAMES}
+    as_upserts(tiny_settings.validated_dir)
+    sizes = [len(pd.read_parquet(p)) for p in sorted(tiny_settings.validated_dir.glob("*/items.parquet"))]
+    assert sizes[0] > 0 and sum(sizes[1:]) < sizes[0]  # later days hold only the changes
+    upserts = compute_features(tiny_settings)
+    for name in TABLE_NAMES:
+        got = pd.read_parquet(upserts.path(name))
+        key = "user_id" if name.startswith("user") else "item_id"
+        order = [key, "event_timestamp"]
+        pd.testing.assert_frame_equal(
+            got.sort_values(order).reset_index(drop=True),
+            expected[name].sort_values(order).reset_index(drop=True),
+        )
+    assert len(expected["item_promotions"]) == 0  # the synthetic shop runs no promotions
+
+
+def test_grocery_days_are_stamped_in_the_shops_time_zone(tiny_settings, completejourney_folder):
+    """Complete Journey: snapshots known from local midnight; a promotion from its week's first day only."""
+    import shutil
+
+    from completejourney_data import COMPLETEJOURNEY_WEEK11_ONLY
+
+    from features.compute import compute_features
+    from recflow.data.sources import land_batches
+
+    tiny_settings.data.source = f"completejourney:{completejourney_folder}"
+    for batch in land_batches(tiny_settings):
+        shutil.copytree(batch.path, tiny_settings.validated_dir / batch.path.name)
+    tables = compute_features(tiny_settings)
+    attributes = pd.read_parquet(tables.path("item_attributes"))
+    first = attributes["event_timestamp"].min()
+    assert first == pd.Timestamp("2017-02-25 05:00", tz="UTC")  # 00:00 in New York
+    promo = pd.read_parquet(tables.path("item_promotions"))
+    mine = promo[promo["item_id"] == str(COMPLETEJOURNEY_WEEK11_ONLY)].sort_values("event_timestamp")
+    assert mine["event_timestamp"].tolist() == [
+        pd.Timestamp("2017-02-25 05:00", tz="UTC"),  # not promoted: the first batch's row
+        pd.Timestamp("2017-03-06 05:00", tz="UTC"),  # Monday of week 11, 00:00 in New York (EST)
+        pd.Timestamp("2017-03-13 04:00", tz="UTC"),  # the next Monday, after the switch to EDT
+    ]
+    assert mine["on_promotion"].tolist() == [0, 1, 0]
+    assert mine["promo_mailer_stores"].tolist() == [0, 2, 0]
+    demographics = pd.read_parquet(tables.path("user_demographics")).set_index("user_id")
+    assert demographics.loc["1", "household_comp"] == "2 Adults Kids"
+    assert demographics.loc["3", "home_ownership"] == "unknown"  # known household, value not given
+    assert "2" not in demographics.index  # no demographics at all: no row (Feast gives nulls)
+    assert len(demographics) == 15  # one row per household with demographics: they never changed

@@ -65,7 +65,11 @@ def test_services_and_ttls(feature_world):
         "item_popularity",
         "item_price_bucket",
     }
-    assert all(fv.ttl is not None and fv.ttl.total_seconds() > 0 for fv in store.list_feature_views())
+    never_expire = {"item_promotions", "user_demographics"}  # change tables: a row holds until the next
+    for fv in store.list_feature_views():
+        assert fv.ttl is not None and (fv.ttl.total_seconds() == 0) == (fv.name in never_expire), fv.name
+    grocery = {p.name for p in store.get_feature_service("grocery_v1").feature_view_projections}
+    assert grocery == never_expire
     assert (feature_world.settings.feature_repo_dir / "feature_store.yaml").exists()
 
 
@@ -218,3 +222,29 @@ def test_online_features_before_materialization_are_empty(tiny_settings, tiny_ba
     assert online.item_ids == []
     assert online.user("u000001") is None
     assert online.items(["i000001"]).loc["i000001"].isna().all()
+
+
+def test_promotions_are_point_in_time_in_feast(tiny_settings, completejourney_folder):
+    """A promotion is known from the start of its week's first day (local time), not one second before."""
+    import shutil
+
+    from completejourney_data import COMPLETEJOURNEY_WEEK11_ONLY
+
+    from recflow.data.sources import land_batches
+
+    tiny_settings.data.source = f"completejourney:{completejourney_folder}"
+    for batch in land_batches(tiny_settings):
+        shutil.copytree(batch.path, tiny_settings.validated_dir / batch.path.name)
+    store = prepare_feature_store(tiny_settings)
+    monday = pd.Timestamp("2017-03-06 05:00", tz="UTC")  # 00:00 in New York
+    entity = pd.DataFrame(
+        {
+            "item_id": str(COMPLETEJOURNEY_WEEK11_ONLY),
+            "user_id": "1",
+            "event_timestamp": [monday - pd.Timedelta(seconds=1), monday, monday + pd.Timedelta(days=6)],
+        }
+    )
+    frame = get_training_frame(store, entity, "grocery_v1")
+    assert frame["on_promotion"].tolist() == [0, 1, 1]
+    assert frame["promo_display_stores"].tolist() == [0, 2, 2]
+    assert (frame["household_comp"] == "2 Adults Kids").all()

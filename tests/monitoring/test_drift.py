@@ -84,3 +84,18 @@ def test_a_p_value_test_would_false_alarm_where_distances_do_not(tiny_settings, 
     p_values = detect_drift(big_ref, big_cur, naive, tmp_path / "naive")
     assert not calibrated.detected
     assert p_values.share > calibrated.share
+
+
+def test_frames_read_the_catalogue_as_of_the_day_from_upserts(tiny_settings, tiny_batches):
+    """Batches may hold only the day's new or changed catalogue rows: the frames come out the same."""
+    days = [b.day for b in tiny_batches]
+    from upserts import as_upserts
+
+    expected = frames_for_days(tiny_settings, days[:4], [days[-1]])
+    as_upserts(tiny_settings.validated_dir)
+    assert len(list_batches(tiny_settings.validated_dir)[-1].read("items")) < len(
+        tiny_batches[-1].read("items")
+    )
+    got = frames_for_days(tiny_settings, days[:4], [days[-1]])
+    for a, b in zip(got, expected, strict=True):
+        pd.testing.assert_frame_equal(a, b)
