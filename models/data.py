@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
-from features.compute import interactions, snapshots
+from features.compute import interactions
 from features.store import RANKER_SERVICE, historical_features, ranker_features
 from models.baselines import popular_lists
 from models.catalogue import Catalogue
 from models.pipeline import FitData
-from recflow.data.batches import read_events
+from recflow.data.batches import read_events, read_snapshot, read_upserts
 from recflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ def held_out(
         .reset_index()
     )
     by_user = dict(iter(targets.groupby("user_id", sort=False)))
-    users_table = snapshots(settings.validated_dir, "users").drop_duplicates("user_id", keep="last")
+    users_table = read_snapshot(settings.validated_dir, "users")
     region = (
         users_table.set_index("user_id")["region"]
         .astype(object)
@@ -181,9 +181,9 @@ def build_training_data(settings: Settings, store: FeatureStore) -> tuple[FitDat
     root = settings.validated_dir
     events = read_events(root)
     split = split_by_time(events, settings.data.holdout_days)
-    items = snapshots(root, "items")
-    catalogue = Catalogue.from_items(items.sort_values("day", kind="stable"))
-    users = snapshots(root, "users").drop_duplicates("user_id", keep="last")
+    # every item ever on sale, its newest attributes (upserts folded), in the order items appeared
+    catalogue = Catalogue.from_items(read_upserts(root, "items"))
+    users = read_snapshot(root, "users")
 
     inter = weighted_interactions(events, settings)
     unknown = ~inter["item_id"].isin(catalogue.index)

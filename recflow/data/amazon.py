@@ -154,8 +154,9 @@ def amazon_events(data: AmazonSequences, start: date, n_days: int) -> pd.DataFra
 def amazon_daily_batches(path: str, settings: Settings) -> Iterator[tuple[date, dict[str, pd.DataFrame]]]:
     """Cut an Amazon data set into `settings.data.n_days` daily raw batches (events, items, users).
 
-    Every user's order is kept (see the module docstring for the synthesised timestamps); the
-    catalogue and user tables are full snapshots in every batch, as in the synthetic source.
+    Every user's order is kept (see the module docstring for the synthesised timestamps). The
+    catalogue and the users never change, so they are upserts of the first batch only (later batches'
+    `items` and `users` tables are empty): validating them once instead of every day.
     """
     data = read_amazon_sequences(path)
     n_days = settings.data.n_days
@@ -167,13 +168,13 @@ def amazon_daily_batches(path: str, settings: Settings) -> Iterator[tuple[date, 
         "users",
     )
     events = amazon_events(data, start, n_days)
+    first = True
     for d, frame in events.groupby("day", sort=True):
         frame = frame.reset_index(drop=True)
         frame["event_id"] = [f"e{int(d):04d}-{n:08d}" for n in range(len(frame))]
-        yield (
-            start + timedelta(days=int(d)),
-            {"events": conform(frame, "events"), "items": items, "users": users},
-        )
+        catalogue = {"items": items, "users": users} if first else {"items": items[:0], "users": users[:0]}
+        first = False
+        yield start + timedelta(days=int(d)), {"events": conform(frame, "events"), **catalogue}
 
 
 def benchmark_sequences(path: str | Path) -> tuple[list[np.ndarray], np.ndarray, list[str]]:

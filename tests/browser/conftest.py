@@ -31,9 +31,14 @@ def screenshots(request, tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    """A headless Chromium with a fresh profile (`--user-data-dir`), no background traffic."""
+    """A headless Chromium with a fresh profile (`--user-data-dir`), no background traffic.
+
+    Module-scoped, never session-scoped: Playwright's sync API keeps an asyncio loop running in
+    this thread while it is open, and every later test would then look "async" to Prefect and
+    BentoML (their sync calls return coroutines).
+    """
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} is missing: run `bash .ci/browser` (apt-get install chromium chromium-driver)"
         if os.environ.get("CI"):

@@ -74,6 +74,9 @@ def test_daily_batches_conform_and_keep_each_users_order(toy_folder, tiny_settin
     assert items.loc["14", "brand"] == "unknown"
     assert items.loc["13", "tags"].split("|")[0] == "attr1"  # every attribute, most frequent first
     assert len(items.loc["13", "tags"].split("|")) == 3
+    # the catalogue and the users are upserts of the first batch only: later batches carry none
+    assert len(batches[0][1]["users"]) == len(LINES) and len(items) == 8
+    assert all(f["items"].empty and f["users"].empty for _, f in batches[1:])
 
 
 def test_land_batches_from_amazon_source(toy_folder, tiny_settings):
@@ -134,13 +137,13 @@ def test_write_amazon_sequences_says_when_nothing_is_left(tmp_path):
         write_amazon_sequences(_events([("ua", "x", "purchase", 0)]), items, tmp_path, "Toy")
 
 
-def test_amazon_full_snapshots_are_valid_upserts(toy_folder, tiny_settings):
+def test_the_first_batch_s_catalogue_holds_on_every_later_day(toy_folder, tiny_settings):
     from recflow.data.batches import read_snapshot
 
     tiny_settings.data.source = f"amazon:{toy_folder}"
     batches = land_batches(tiny_settings)
     catalogue = read_snapshot(tiny_settings.raw_dir, "items", batches[-1].day)
     pd.testing.assert_frame_equal(
-        catalogue, batches[-1].read("items").sort_values("item_id").reset_index(drop=True)
+        catalogue, batches[0].read("items").sort_values("item_id").reset_index(drop=True)
     )
     assert read_snapshot(tiny_settings.raw_dir, "users")["user_id"].tolist() == ["1", "2", "3"]
