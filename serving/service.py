@@ -216,6 +216,8 @@ class RecflowService:
         tag = champion_tag(self.settings)
         if tag is None or (self.current is not None and self.current.tag == tag):
             return False
+        if self.features is None:  # started before the first feature repo (a fresh `recflow up --replay`)
+            self.store, self.features = open_features(self.settings)
         recommender = Recommender.from_model_store(self.settings, tag, self.features, self.purchases)
         recommender.observe = _observe
         self.current = recommender  # one reference assignment: atomic for concurrent readers
