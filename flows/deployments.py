@@ -53,7 +53,9 @@ def champion_window(settings: Settings, days: list[date]) -> list[date]:
     return days[:-1]
 
 
-@flow(name="recflow-daily-monitoring", log_prints=True)
+# log_prints off: Feast serialises on-demand views with dill, which disassembles their functions with
+# print() (see flows.pipeline.build_features); the flows log through get_run_logger instead
+@flow(name="recflow-daily-monitoring", log_prints=False)
 def daily_monitoring(profile: str | None = None, home: str | None = None, until: str | None = None) -> dict:
     """Land and validate new batches, check the newest for drift, emit the drift event when it alarms.
 
@@ -85,7 +87,12 @@ def daily_monitoring(profile: str | None = None, home: str | None = None, until:
     materialize(settings, store)  # today's histories reach the online store the service reads
     quality = champion_quality(settings, store, newest)
     log_batch(settings, drift, quality, timestamp=when, name=newest.isoformat())
-    print(f"{newest}: {drift.share:.0%} of columns drifted ({', '.join(drift.drifted_columns) or 'none'})")
+    get_run_logger().info(
+        "%s: %.0f%% of columns drifted (%s)",
+        newest,
+        100 * drift.share,
+        ", ".join(drift.drifted_columns) or "none",
+    )
     if drift.detected:
         emit_event(
             event=DRIFT_EVENT,
@@ -124,7 +131,7 @@ def champion_quality(settings: Settings, store, day: date):
     return quality if quality.users else None
 
 
-@flow(name="recflow-retrain", log_prints=True)
+@flow(name="recflow-retrain", log_prints=False)
 def retrain(profile: str | None = None, home: str | None = None, reason: str = "manual") -> dict:
     """Retrain on the validated store, then gate the challenger against the champion before promoting.
 
@@ -235,6 +242,7 @@ def platform_up(
     """
     import os
     import signal
+    import subprocess
     import sys
     import time
 
@@ -247,6 +255,7 @@ def platform_up(
     for line in clean_stale(settings.home, [prefect_port, serving_port, evidently_port]):
         print(f"stale state: {line}")
     env = {**os.environ, **prefect_env(settings, prefect_port)}
+    env.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "2")  # the runner starts a due run within 2 s, not 10
     Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     open_project(settings)  # the workspace and its dashboards exist before the UI opens
     if champion_tag(settings) is None and (tag := latest_tag(settings)) is not None:
@@ -255,7 +264,7 @@ def platform_up(
     supervisor = Supervisor(settings.home)
     prefect = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1"]
     evidently = [
-        "evidently",
+        str(Path(sys.executable).parent / "evidently"),
         "ui",
         "--workspace",
         str(workspace_dir(settings)),
@@ -263,15 +272,22 @@ def platform_up(
         str(evidently_port),
     ]
     runner = [sys.executable, "-m", "flows.deployments", "--profile", settings.profile, "--home", home]
+    logs = settings.home.resolve() / "logs"  # the children's output: the terminal keeps the platform's lines
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def start(name: str, command: list[str], child_env: dict[str, str], port: int | None = None) -> None:
+        with (logs / f"{name}.log").open("ab") as log:
+            supervisor.start(name, command, child_env, port, stdout=log, stderr=subprocess.STDOUT)
+
     with stop_on_signals():
         try:
-            supervisor.start("prefect", [*prefect, "--port", str(prefect_port)], env, prefect_port)
+            start("prefect", [*prefect, "--port", str(prefect_port)], env, prefect_port)
             wait_for_http(f"http://127.0.0.1:{prefect_port}/api/health")
             # the service starts without a model too: live, not ready, until a champion is promoted
             serving_env = {**server_env(settings), **prefect_env(settings, prefect_port)}
-            supervisor.start("bentoml", serve_command(settings), serving_env, serving_port)
-            supervisor.start("evidently", evidently, env, evidently_port)
-            supervisor.start("deployments", runner, env)
+            start("bentoml", serve_command(settings), serving_env, serving_port)
+            start("evidently", evidently, env, evidently_port)
+            start("deployments", runner, env)
             database = "PostgreSQL" if settings.prefect_database_url else "SQLite"
             print(f"Prefect UI       http://127.0.0.1:{prefect_port}  (database: {database})")
             print(f"recommendations  http://{settings.serving.host}:{serving_port}/recommend")
@@ -279,8 +295,8 @@ def platform_up(
             print(
                 f"deployments      daily ({DAILY_CRON}), weekly retrain ({WEEKLY_CRON}), "
                 f"retrain on {DRIFT_EVENT}",
-                flush=True,
             )
+            print(f"logs             {logs}/{{prefect,bentoml,evidently,deployments}}.log", flush=True)
             if replay is not None:
                 from flows.replay import replay_days
 

@@ -111,7 +111,9 @@ def _serving_model(url: str) -> str:
         answer = httpx.get(f"{url}/metadata", timeout=5.0)
     except httpx.HTTPError:
         return "(service not answering)"
-    return answer.json().get("tag", "?") if answer.status_code == 200 else f"(none yet: {answer.status_code})"
+    return (
+        answer.json().get("model", "?") if answer.status_code == 200 else f"(none yet: {answer.status_code})"
+    )
 
 
 def _drift(settings: Settings, day: date) -> dict:

@@ -77,12 +77,16 @@ def log_history(
     Returns:
         One `DaySnapshot` per day. A day with no returning user (the first) has no quality snapshot.
     """
+    from models.data import weighted_interactions
     from monitoring.drift import detect_drift
     from monitoring.frames import frames_for_days
     from monitoring.quality import day_quality
     from monitoring.workspace import log_batch
+    from recflow.data.batches import read_events
 
     forget_days(settings, days)
+    events = read_events(settings.validated_dir)  # read once for every day's quality
+    inter = weighted_interactions(events, settings)
     out = []
     for day in days:
         when = day_timestamp(day)
@@ -92,7 +96,7 @@ def log_history(
         drift = detect_drift(
             reference, current, settings, settings.reports_dir / "drift" / day.isoformat(), when
         )
-        quality = day_quality(settings, store, bundle, day)
+        quality = day_quality(settings, store, bundle, day, events=events, inter=inter)
         quality = quality if quality.users else None
         log_batch(settings, drift, quality, timestamp=when, name=day.isoformat())
         snapshot = DaySnapshot(day, drift, quality)
