@@ -63,7 +63,7 @@ class RecommendLoad(threading.Thread):
                 elif self.serving.is_set():
                     self.failed += 1
                     self.failures.append(why)
-                time.sleep(0.05)
+                time.sleep(0.05 if self.serving.is_set() else 1.0)  # no model yet: ask once a second
 
 
 def main() -> None:

@@ -295,6 +295,8 @@ class RecflowService:
         """Served model tag, champion, training window, metrics and index settings."""
         from serving.package import champion_tag
 
+        if self.current is None:  # before the first champion: 503 like /recommend, not a 500
+            raise StarletteHTTPException(503, "No promoted model yet: package and promote one, then retry.")
         return ModelMetadata(champion=champion_tag(self.settings), **self._model().describe())
 
     @http.post(
