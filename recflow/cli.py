@@ -7,6 +7,7 @@ down. Heavy libraries are imported inside the commands, after the process enviro
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -360,7 +361,11 @@ def up(
     except (PortInUse, RuntimeError) as e:
         typer.echo(f"recflow up: {e}", err=True)
         raise typer.Exit(1) from None
-    raise typer.Exit(code)
+    # everything it started is stopped; leave now: at interpreter exit Prefect's background workers (the
+    # replay's API client) retry flushing to the server that just stopped, for seconds
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @bench.command("drift-calibration")

@@ -179,6 +179,10 @@ def test_sigterm_frees_the_ports_and_a_restart_after_kill_9_works(tmp_path):
 
     up = _start_up(home, ports, log)
     _wait_up(ports, up, log)
+    import httpx
+
+    # a fresh home has no model: the service is live, and says so with a 503 rather than a 500
+    assert httpx.get(f"http://127.0.0.1:{ports['serving']}/metadata", timeout=10).status_code == 503
     up.send_signal(signal.SIGTERM)
     started = time.monotonic()
     while not all(port_free(p) for p in ports.values()) and time.monotonic() - started < 10.0:
