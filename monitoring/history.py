@@ -13,9 +13,11 @@ from an earlier run are replaced, so running the pipeline again does not double 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from monitoring.drift import DriftResult
 from monitoring.quality import QualityResult
@@ -36,24 +38,38 @@ def day_timestamp(day: date) -> datetime:
     return datetime.combine(day, datetime.min.time(), tzinfo=UTC)
 
 
-def snapshot_names(day: date) -> tuple[str, str]:
-    """The names `log_batch` gives a day's drift and quality snapshots."""
-    return f"drift {day.isoformat()}", f"quality {day.isoformat()}"
+def index_path(settings: Settings) -> Path:
+    """Where `log_history` records the snapshot ids it logged per day (`<reports>/dashboards.json`)."""
+    return settings.reports_dir / "dashboards.json"
 
 
 def forget_days(settings: Settings, days: Sequence[date]) -> int:
-    """Delete the workspace snapshots logged earlier for `days` (by name); returns how many."""
+    """Delete the workspace snapshots an earlier `log_history` logged for `days`; returns how many.
+
+    The ids come from `index_path` (reading every snapshot to find its day would read megabytes).
+    """
     from monitoring.workspace import open_project
 
+    path = index_path(settings)
+    index = json.loads(path.read_text()) if path.exists() else {}
     workspace, project = open_project(settings)
-    names = {name for day in days for name in snapshot_names(day)}
+    existing = {str(s) for s in workspace.list_runs(project.id)}
     removed = 0
-    for snapshot_id in list(workspace.list_runs(project.id)):
-        model = workspace.get_run(project.id, snapshot_id)
-        if model is not None and model.name in names:
-            workspace.delete_run(project.id, snapshot_id)
-            removed += 1
+    for day in days:
+        for snapshot_id in index.pop(day.isoformat(), []):
+            if snapshot_id in existing:
+                workspace.delete_run(project.id, snapshot_id)
+                removed += 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(index, indent=1))
     return removed
+
+
+def _remember(settings: Settings, day: date, snapshot_ids: list[str]) -> None:
+    path = index_path(settings)
+    index = json.loads(path.read_text()) if path.exists() else {}
+    index[day.isoformat()] = snapshot_ids
+    path.write_text(json.dumps(index, indent=1))
 
 
 def log_history(
@@ -98,7 +114,7 @@ def log_history(
         )
         quality = day_quality(settings, store, bundle, day, events=events, inter=inter)
         quality = quality if quality.users else None
-        log_batch(settings, drift, quality, timestamp=when, name=day.isoformat())
+        _remember(settings, day, log_batch(settings, drift, quality, timestamp=when, name=day.isoformat()))
         snapshot = DaySnapshot(day, drift, quality)
         out.append(snapshot)
         if progress is not None:
