@@ -99,7 +99,9 @@ def test_a_crashed_parent_leaves_orphans_that_the_next_start_cleans(tmp_path):
 def test_a_port_held_by_someone_else_is_a_clear_error(tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != HOME_ENV}
-    other = subprocess.Popen([sys.executable, "-c", STUBBORN, str(port)], env=env, stdout=subprocess.PIPE)
+    other = subprocess.Popen(
+        [sys.executable, "-c", STUBBORN, str(port)], env=env, stdout=subprocess.PIPE, start_new_session=True
+    )
     try:
         other.stdout.readline()
         _wait_held(port)
@@ -107,7 +109,7 @@ def test_a_port_held_by_someone_else_is_a_clear_error(tmp_path):
             clean_stale(tmp_path / "home", [port])
         assert _alive(other.pid)  # not ours: left alone
     finally:
-        other.kill()
+        os.killpg(other.pid, signal.SIGKILL)  # its forked sleeper too
         other.wait()
 
 
