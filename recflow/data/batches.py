@@ -81,11 +81,26 @@ def list_batches(root: Path) -> list[Batch]:
 def read_events(root: Path, days: Iterable[date] | None = None) -> pd.DataFrame:
     """All events under `root` (raw or validated), optionally only for `days`, sorted by time."""
     wanted = None if days is None else set(days)
-    frames = [b.read("events") for b in list_batches(root) if wanted is None or b.day in wanted]
+    frames = [_read_file(b.table("events")) for b in list_batches(root) if wanted is None or b.day in wanted]
     frames = [f for f in frames if len(f)]
     if not frames:
         return empty("events")
     return pd.concat(frames, ignore_index=True).sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    """A batch's parquet table, cached by the file's identity (path, size, modification time).
+
+    Monitoring reads the same days again and again (each day of the dashboards reads its training
+    window); batches are write-once, and a rewritten file has a new identity, so it is read again.
+    """
+    st = path.stat()
+    return _read_parquet(str(path), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _read_parquet(path: str, size: int, mtime_ns: int) -> pd.DataFrame:
+    return pd.read_parquet(path)
 
 
 def read_upserts(root: Path, table: str, day: date | None = None) -> pd.DataFrame:
