@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from recflow.settings import Settings
+from serving.auth import ASSETS, ApiKeyMiddleware
 from serving.events import KnownItems, append, check_events, log_lines, quarantine_lines
 from serving.purchases import Purchases
 from serving.recommender import Recommender, UnknownItemError
@@ -42,10 +43,6 @@ if TYPE_CHECKING:
     from features.online import OnlineFeatures
 
 log = logging.getLogger(__name__)
-
-OPEN_PATHS = ("/", "/livez", "/readyz", "/healthz", "/metrics", "/docs", "/docs.json")
-ASSETS = "/static_content/"
-"""Swagger UI's files, served by BentoML itself from the copy in its wheel (no CDN): `/docs` loads them."""
 
 
 class Metrics:
@@ -149,29 +146,6 @@ def open_features(settings: Settings) -> tuple[FeatureStore | None, OnlineFeatur
 
     store = open_store(settings)
     return store, OnlineFeatures(store, settings)
-
-
-class ApiKeyMiddleware:
-    """ASGI middleware: when `serving.api_key` is set, require `Authorization: Bearer <key>` (health stays open)."""
-
-    def __init__(self, app, api_key: str | None = None) -> None:
-        self.app = app
-        if api_key is None:
-            key = settings_from_env().serving.api_key
-            api_key = key.get_secret_value() if key else None
-        self.expected = f"Bearer {api_key}".encode() if api_key else None
-
-    async def __call__(self, scope, receive, send) -> None:
-        path = scope.get("path", "")
-        if self.expected is None or scope["type"] != "http" or path in OPEN_PATHS or path.startswith(ASSETS):
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        if headers.get(b"authorization") != self.expected:
-            message = "Missing or wrong API key: send the header 'Authorization: Bearer <key>'."
-            await JSONResponse({"error": message}, status_code=401)(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
 
 
 @bentoml.service(
