@@ -12,12 +12,14 @@ from typing import Annotated
 
 import typer
 
+from recflow.experiment_cli import experiment_app
 from recflow.quiet import quiet_library_warnings, without_banners
 from recflow.settings import Profile, Settings, load_settings
 
 app = typer.Typer(help="recflow: workflow-orchestrated recommendations.", no_args_is_help=True)
 bench = typer.Typer(help="Benchmarks that print figures and write JSON.", no_args_is_help=True)
 app.add_typer(bench, name="bench")
+app.add_typer(experiment_app, name="experiment")
 
 ProfileOpt = Annotated[Profile | None, typer.Option(help="data/training size: tiny, small or default")]
 HomeOpt = Annotated[Path | None, typer.Option(help="artefact root (RECFLOW_HOME), default .recflow")]
@@ -83,6 +85,27 @@ def serve(
     from serving.server import serve as serve_http
 
     serve_http(settings)
+
+
+@app.command()
+def forget(
+    user: Annotated[str, typer.Option("--user", help="the user id to erase everywhere")],
+    profile: ProfileOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Erase a user from every store under the home and the online store; append to the audit log."""
+    from recflow.erasure import forget_user
+
+    report = forget_user(_settings(profile, home), user)
+    for path, count in report.files.items():
+        print(f"{count:>8}  {path}")
+    print(f"{report.redis_keys:>8}  redis keys")
+    print(
+        f"erased user {report.user_hash[:16]}...: {report.removed} rows/lines/keys removed; audit log appended"
+    )
+    if report.unhandled:
+        print("still containing the id (not erased):", ", ".join(report.unhandled))
+        raise typer.Exit(1)
 
 
 @bench.command("quality")

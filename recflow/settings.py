@@ -201,6 +201,17 @@ ROLES = ("read", "write", "admin")
 """What an API key may do: read recommendations, write events, administer (erasure, experiments)."""
 
 
+class ExperimentSettings(BaseModel):
+    """Online experiments: where assignments, impressions and outcomes are stored (recflow/experiments.py)."""
+
+    database_url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host:5432/recflow; SQLite under the home"
+        " (experiments/experiments.db) when unset",
+    )
+    flush_interval_s: float = Field(0.5, gt=0, description="seconds between the service's log writes")
+
+
 class MonitoringSettings(BaseModel):
     """Evidently drift detection and the champion/challenger gate."""
 
@@ -239,6 +250,7 @@ class Settings(BaseSettings):
     train: TrainSettings = TrainSettings()
     serving: ServingSettings = ServingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    experiments: ExperimentSettings = ExperimentSettings()
     prefect_database_url: SecretStr | None = Field(
         None, description="PostgreSQL URL for the Prefect server (SQLite when unset)"
     )

@@ -84,6 +84,9 @@ def test_keys_with_roles_over_http(served, homes):
         for key in ("k-read-7f3a", "k-write-91bc", "k-both-2d4e"):
             assert httpx.delete(f"{url}/users/u999999", headers=bearer(key)).status_code == 403
         assert httpx.delete(f"{url}/users/u999999").status_code == 401
+        assert httpx.get(f"{url}/experiment", headers=bearer("k-both-2d4e")).status_code == 403
+        r = httpx.get(f"{url}/experiment", headers=bearer("k-admin-c0de"))
+        assert r.status_code == 200 and r.json()["experiment"] is None, r.text
         assert httpx.get(f"{url}/livez").status_code == 200  # health stays open
 
 
