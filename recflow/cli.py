@@ -108,6 +108,36 @@ def forget(
         raise typer.Exit(1)
 
 
+@experiment_app.command("readout")
+def readout(
+    json_out: Annotated[Path, typer.Option("--json", help="write the readout here (a PNG chart beside it)")],
+    experiment: Annotated[
+        str | None, typer.Option(help="experiment id; the running or last one by default")
+    ] = None,
+    alpha: Annotated[float, typer.Option(help="significance level of the tests")] = 0.05,
+    profile: ProfileOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Per variant: users, impressions, CTR, conversion, revenue per user with intervals; tests; winner."""
+    import json
+
+    from flows.readout import experiment_readout
+
+    settings = _settings(profile, home)
+    with without_banners():
+        result = experiment_readout(settings, json_out, experiment, alpha)
+    for variant, figures in result["variants"].items():
+        shown = {
+            k: figures.get(k) for k in ("users", "impressions", "clicks", "purchases", "ctr", "conversion")
+        }
+        print(variant, json.dumps(shown))
+    tests = result["tests"]["conversion"]
+    print(
+        f"conversion p = {tests['p_value']}; sample ratio {result['guardrails']['sample_ratio']}; "
+        f"winner: {result['winner']}"
+    )
+
+
 @bench.command("quality")
 def bench_quality(
     dataset: Annotated[

@@ -12,7 +12,8 @@ set (e.g. `postgresql+psycopg://user@host:5432/recflow`). Tables:
 
 - `experiments`: id, challenger tag, champion tag at start, share, shadow, salt, started_at, stopped_at;
 - `assignments`: the first time a user was assigned in an experiment, and the variant;
-- `impressions`: one row per item shown: request_id, position (0-based), item_id, user_id, variant, model;
+- `impressions`: one row per item shown: request_id, position (0-based), item_id, user_id, variant, model,
+  the answer's model latency;
 - `outcomes`: an event that named a `request_id` and an item that request showed: its type, the variant
   and the position it was attributed to;
 - `shadow`: per shadow-scored request, the challenger's latency and its overlap with the champion's list.
@@ -64,6 +65,7 @@ impressions_table = sa.Table(
     sa.Column("variant", sa.String(16), nullable=False),
     sa.Column("model", sa.String(128), nullable=False),
     sa.Column("shown_at", sa.String(40), nullable=False),
+    sa.Column("latency_ms", sa.Float, doc="time the variant's model took for the whole answer"),
 )
 outcomes_table = sa.Table(
     "outcomes",

@@ -118,7 +118,7 @@ class Lab:
         response = response.model_copy(
             update={"request_id": request_id, "variant": variant, "experiment": experiment_id or ""}
         )
-        self._log_answer(response, experiment_id)
+        self._log_answer(response, experiment_id, took_ms)
         if arm is not None and arm.experiment.shadow and assigned == "challenger":
             self._score_in_shadow(arm, response, took_ms, k, region)
         return response
@@ -193,7 +193,7 @@ class Lab:
         self.flush()
 
     # ---- internals -------------------------------------------------------------------------------
-    def _log_answer(self, response: RecommendResponse, experiment_id: str | None) -> None:
+    def _log_answer(self, response: RecommendResponse, experiment_id: str | None, latency_ms: float) -> None:
         now = _now()
         rows: list[dict[str, Any]] = [
             {
@@ -205,6 +205,7 @@ class Lab:
                 "variant": response.variant,
                 "model": response.model,
                 "shown_at": now,
+                "latency_ms": latency_ms,
             }
             for position, item in enumerate(response.items)
         ]
