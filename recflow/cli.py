@@ -114,7 +114,10 @@ def readout(
     experiment: Annotated[
         str | None, typer.Option(help="experiment id; the running or last one by default")
     ] = None,
-    alpha: Annotated[float, typer.Option(help="significance level of the tests")] = 0.05,
+    alpha: Annotated[float | None, typer.Option(help="significance level (experiments.alpha)")] = None,
+    conclude: Annotated[
+        bool, typer.Option(help="promote a winning challenger and stop; stop if the champion wins")
+    ] = False,
     profile: ProfileOpt = None,
     home: HomeOpt = None,
 ) -> None:
@@ -125,7 +128,7 @@ def readout(
 
     settings = _settings(profile, home)
     with without_banners():
-        result = experiment_readout(settings, json_out, experiment, alpha)
+        result = experiment_readout(settings, json_out, experiment, alpha or settings.experiments.alpha)
     for variant, figures in result["variants"].items():
         shown = {
             k: figures.get(k) for k in ("users", "impressions", "clicks", "purchases", "ctr", "conversion")
@@ -136,6 +139,10 @@ def readout(
         f"conversion p = {tests['p_value']}; sample ratio {result['guardrails']['sample_ratio']}; "
         f"winner: {result['winner']}"
     )
+    if conclude:
+        from flows.promotion import conclude_experiment
+
+        print(conclude_experiment(settings, result))
 
 
 @bench.command("quality")

@@ -210,6 +210,13 @@ class ExperimentSettings(BaseModel):
         " (experiments/experiments.db) when unset",
     )
     flush_interval_s: float = Field(0.5, gt=0, description="seconds between the service's log writes")
+    require_online_win: bool = Field(
+        False,
+        description="a challenger that passes the offline gate is not promoted but started as an experiment"
+        " (share `share`); `recflow experiment readout --conclude` promotes it only if it wins online",
+    )
+    share: float = Field(0.1, gt=0, lt=1, description="share of users of an experiment the gate starts")
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the readout's tests")
 
 
 class MonitoringSettings(BaseModel):

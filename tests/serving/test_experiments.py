@@ -220,3 +220,65 @@ def test_assignment_is_sticky_salted_and_near_the_share():
     assert abs(share - 0.1) < 4 * (0.1 * 0.9 / len(users)) ** 0.5  # within 4 standard errors
     moved = sum(a != b for a, b in zip(first, (two.variant(u) for u in users), strict=True))
     assert moved > 0.1 * len(users)  # a new salt reshuffles (independent: ~18% change)
+
+
+def test_an_online_win_is_required_before_promotion(private_settings, served):
+    """With experiments.require_online_win, a challenger that passed the offline gate starts an experiment;
+    the readout's conclusion promotes it only when it wins (no difference: the experiment keeps running)."""
+    from flows.promotion import conclude_experiment, start_online_trial
+    from monitoring.experiment_readout import read_logs, readout
+    from serving.package import champion_tag
+
+    challenger = save_to_model_store(private_settings, served.bundle_path, {"note": "challenger"})
+    message = start_online_trial(private_settings, challenger, served.tag)
+    store = ExperimentStore(private_settings)
+    experiment = store.active()
+    assert experiment.challenger == challenger and experiment.id in message
+    assert "not promoted" in start_online_trial(private_settings, challenger, served.tag)  # one at a time
+
+    def log(n_users: int, rates: dict[str, float]) -> None:
+        rows: dict[str, list] = {"assignments": [], "impressions": [], "outcomes": []}
+        for u in range(n_users):
+            user, request = f"user-{u:05d}", f"req-{u:05d}-{n_users}"
+            variant = experiment.variant(user)
+            rows["assignments"].append(
+                {"experiment_id": experiment.id, "user_id": user, "variant": variant, "assigned_at": "t"}
+            )
+            rows["impressions"].append(
+                {
+                    "request_id": request,
+                    "position": 0,
+                    "item_id": "i000001",
+                    "user_id": user,
+                    "experiment_id": experiment.id,
+                    "variant": variant,
+                    "model": "m",
+                    "shown_at": "t",
+                    "latency_ms": 5.0,
+                }
+            )
+            if (u * 7919 % 100) < 100 * rates[variant]:
+                rows["outcomes"].append(
+                    {
+                        "request_id": request,
+                        "user_id": user,
+                        "item_id": "i000001",
+                        "event_type": "purchase",
+                        "experiment_id": experiment.id,
+                        "variant": variant,
+                        "position": 0,
+                        "at": "t",
+                    }
+                )
+        store.write(rows)
+
+    log(200, {"champion": 0.1, "challenger": 0.1})
+    even = readout(store.active(), read_logs(store, experiment.id))
+    assert even["winner"] == "none" and "keeps running" in conclude_experiment(private_settings, even)
+    assert champion_tag(private_settings) == served.tag and store.active() is not None
+
+    log(3000, {"champion": 0.05, "challenger": 0.5})
+    won = readout(store.active(), read_logs(store, experiment.id))
+    assert won["winner"] == "challenger", won["tests"]
+    assert "promoted" in conclude_experiment(private_settings, won)
+    assert champion_tag(private_settings) == challenger and store.active() is None
