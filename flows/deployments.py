@@ -1,11 +1,13 @@
 """The served mode: Prefect deployments with schedules and the drift event that triggers retraining.
 
-Three deployments, served by one `prefect.serve` process (`recflow up`):
+Four deployments, served by one `prefect.serve` process (`recflow up`):
 
 * `daily-ingest-validate-drift` (cron, daily): lands and validates new batches, checks the newest one
   for drift against the champion's training window, logs to the Evidently workspace and, on drift,
   emits the Prefect event `recflow.drift.detected`;
 * `weekly-retrain` (cron, weekly): retrains and gates the challenger;
+* `daily-experiment-readout` (cron, daily): the readout of the running online experiment
+  (`flows/readout.py`), when one runs;
 * `retrain-on-drift`: the same retraining flow, started by a `DeploymentEventTrigger` (an automation)
   on `recflow.drift.detected`.
 
@@ -21,11 +23,13 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.events import DeploymentEventTrigger, emit_event
 
+from flows.readout import daily_experiment_readout
 from recflow.settings import Settings, load_settings
 
 DRIFT_EVENT = "recflow.drift.detected"
 DAILY_CRON = "0 2 * * *"
 WEEKLY_CRON = "0 3 * * 1"
+READOUT_CRON = "30 2 * * *"
 
 
 def _settings(profile: str | None, home: str | None) -> Settings:
@@ -108,7 +112,7 @@ def retrain(profile: str | None = None, home: str | None = None, reason: str = "
 
 
 def build_deployments(settings: Settings) -> list:
-    """The three deployments, parameterised with this process's profile and home."""
+    """The four deployments, parameterised with this process's profile and home."""
     params = {"profile": settings.profile, "home": str(settings.home.resolve())}
     on_drift = DeploymentEventTrigger(
         name="retrain when drift is detected",
@@ -128,6 +132,9 @@ def build_deployments(settings: Settings) -> list:
         ),
         retrain.to_deployment(
             name="retrain-on-drift", triggers=[on_drift], parameters=params, tags=["recflow"]
+        ),
+        daily_experiment_readout.to_deployment(
+            name="daily-experiment-readout", cron=READOUT_CRON, parameters=params, tags=["recflow", "daily"]
         ),
     ]
 

@@ -1,7 +1,8 @@
 """The experiment readout as a Prefect flow: read the experiment store, compute, write JSON and a chart.
 
-Run on demand with `recflow experiment readout --json OUT`; the figures are defined in
-`monitoring/experiment_readout.py`.
+Run on demand with `recflow experiment readout --json OUT`, and daily by the `daily-experiment-readout`
+deployment (`recflow up`); the figures are defined in `monitoring/experiment_readout.py`, and each
+readout is also logged to the Evidently workspace's `recflow` project.
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ def write_readout(result: dict, json_out: Path) -> Path:
     return chart
 
 
+@task
+def log_to_evidently(settings: Settings, result: dict) -> str | None:
+    from monitoring.experiment_readout import log_experiment
+
+    return log_experiment(settings, result)
+
+
 @flow(name="experiment-readout")
 def experiment_readout(
     settings: Settings, json_out: Path, experiment_id: str | None = None, alpha: float = 0.05
@@ -65,7 +73,29 @@ def experiment_readout(
     experiment, logs = read_experiment(settings, experiment_id)
     result = compute_readout(settings, experiment, logs, alpha)
     chart = write_readout(result, json_out)
+    result["evidently_snapshot"] = log_to_evidently(settings, result)
     get_run_logger().info(
         "experiment %s: winner %s; %s and %s", experiment.id, result["winner"], json_out, chart
     )
     return result
+
+
+@flow(name="recflow-daily-experiment-readout", log_prints=True)
+def daily_experiment_readout(profile: str | None = None, home: str | None = None) -> dict:
+    """The daily readout of the running experiment, to `<home>/reports/experiments/<id>/<date>.json`."""
+    from datetime import UTC, datetime
+
+    from recflow.experiments import ExperimentStore
+    from recflow.settings import load_settings
+
+    settings = load_settings(profile, **({"home": Path(home)} if home else {}))  # type: ignore[arg-type]
+    running = ExperimentStore(settings).active()
+    if running is None:
+        print("No experiment is running.")
+        return {"experiment": None}
+    day = datetime.now(UTC).date().isoformat()
+    result = experiment_readout(
+        settings, settings.reports_dir / "experiments" / running.id / f"{day}.json", running.id
+    )
+    print(f"experiment {running.id}: winner {result['winner']}")
+    return {"experiment": running.id, "winner": result["winner"]}

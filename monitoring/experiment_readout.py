@@ -161,3 +161,37 @@ def catalogue_prices(validated_dir) -> dict[str, float]:
         return {}
     known = items.dropna(subset=["price"])
     return dict(zip(known["item_id"].astype(str), known["price"].astype(float), strict=True))
+
+
+def experiment_snapshot(result: dict[str, Any], timestamp=None):
+    """An Evidently snapshot of the readout's figures (one-row dataset, one `MeanValue` each), tagged
+    with the experiment id, for the workspace's `recflow` project."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import MeanValue
+
+    values = {
+        f"{metric}_{variant}": float(figures[metric])
+        for variant, figures in result["variants"].items()
+        for metric in ("ctr", "conversion", "revenue_per_user", "latency_p95_ms")
+        if figures.get(metric) is not None
+    }
+    values |= {f"p_value_{m}": t["p_value"] for m, t in result["tests"].items() if t["p_value"] is not None}
+    frame = pd.DataFrame([values])
+    report = Report([MeanValue(column=c) for c in values])
+    return report.run(
+        Dataset.from_pandas(frame, data_definition=DataDefinition(numerical_columns=list(values))),
+        None,
+        timestamp=timestamp,
+        tags=["experiment", result["experiment"]["id"], f"winner:{result['winner']}"],
+    )
+
+
+def log_experiment(settings, result: dict[str, Any], timestamp=None) -> str | None:
+    """Add the readout's snapshot to the Evidently workspace project; its id (None without figures)."""
+    from monitoring.workspace import open_project
+
+    if not any(f.get("conversion") is not None for f in result["variants"].values()):
+        return None
+    workspace, project = open_project(settings)
+    snapshot = experiment_snapshot(result, timestamp)
+    return str(workspace.add_run(project.id, snapshot, name=f"experiment {result['experiment']['id']}").id)

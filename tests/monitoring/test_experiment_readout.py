@@ -131,3 +131,5 @@ def test_the_readout_flow_writes_json_and_a_chart(prefect_harness, tiny_settings
     assert written["winner"] == result["winner"] == "challenger"
     assert written["experiment"]["id"] == experiment.id and "salt" not in written["experiment"]
     assert (tmp_path / "readout.png").read_bytes()[:4] == b"\x89PNG"
+    assert result["evidently_snapshot"]  # logged to the workspace project
+    assert list((tiny_settings.evidently_dir).rglob("*.json"))
