@@ -145,6 +145,18 @@ def readout(
         print(conclude_experiment(settings, result))
 
 
+@bench.command("experiments")
+def bench_experiments(
+    json_out: Annotated[Path, typer.Option("--json", help="write the rates here")],
+    runs: Annotated[int, typer.Option(help="simulated experiments per kind (A/A, A/B)")] = 200,
+    alpha: Annotated[float, typer.Option(help="significance level of the readout")] = 0.05,
+) -> None:
+    """Simulated market: the readout's A/A false-positive rate and A/B power at the planned days."""
+    from benchmarks.experiments import run_bench
+
+    run_bench(json_out, runs=runs, alpha=alpha)
+
+
 @bench.command("quality")
 def bench_quality(
     dataset: Annotated[
