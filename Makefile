@@ -12,7 +12,7 @@ export BENTOML_DO_NOT_TRACK := True
 export UV_LINK_MODE := copy
 RUN := $(UV) run --frozen
 
-.PHONY: help uv install install-completejourney run serve test test-fast lint format screenshots bench-quality bench-next-basket bench-validation bench-features bench-serving bench-scale up clean
+.PHONY: help uv install install-completejourney run serve test test-fast lint format screenshots bench-quality bench-next-basket bench-validation bench-features bench-serving bench-scale up replay clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ bench-scale: install ## cost growth with data size -> docs/scaling/
 
 up: install ## Prefect server + UI, deployments, BentoML service and Evidently UI on localhost
 	$(RUN) recflow up
+
+replay: install ## recflow up, then a day lands every 15 s: drift, retraining and promotion while you watch
+	$(RUN) recflow up --replay --day-seconds 15
 
 clean: ## delete generated artefacts (.recflow/)
 	rm -rf .recflow

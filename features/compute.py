@@ -147,7 +147,8 @@ def interactions(events: pd.DataFrame) -> pd.DataFrame:
         {
             "user_id": users[first],
             "item_id": items[first],
-            "timestamp": pd.to_datetime(ev["timestamp"].to_numpy()[first], utc=True),
+            # `.array`, not `.to_numpy()`: a time-zone-aware column's numpy view is one object per row (slow)
+            "timestamp": pd.to_datetime(ev["timestamp"], utc=True).array[first],
             "event_type": np.asarray(EVENT_TYPES, dtype=object)[strongest],
         }
     )

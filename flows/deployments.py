@@ -19,12 +19,17 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefect import flow, get_run_logger
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.events import DeploymentEventTrigger, emit_event
 
 from flows.readout import daily_experiment_readout
 from recflow.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from flows.replay import ReplayOptions
 
 DRIFT_EVENT = "recflow.drift.detected"
 DAILY_CRON = "0 2 * * *"
@@ -52,9 +57,17 @@ def champion_window(settings: Settings, days: list[date]) -> list[date]:
     return days[:-1]
 
 
-@flow(name="recflow-daily-monitoring", log_prints=True)
-def daily_monitoring(profile: str | None = None, home: str | None = None) -> dict:
-    """Land and validate new batches, check the newest for drift, emit the drift event when it alarms."""
+# log_prints off: Feast serialises on-demand views with dill, which disassembles their functions with
+# print() (see flows.pipeline.build_features); the flows log through get_run_logger instead
+@flow(name="recflow-daily-monitoring", log_prints=False)
+def daily_monitoring(profile: str | None = None, home: str | None = None, until: str | None = None) -> dict:
+    """Land and validate new batches, check the newest for drift, emit the drift event when it alarms.
+
+    The newest day's drift (against the champion's training window) and the champion's quality on it
+    go to the Evidently workspace. `until` (an ISO day) lands only the days up to it: the live
+    replay's clock (`flows.replay`); None lands whatever the source has.
+    """
+    from features.store import materialize, prepare_feature_store
     from flows.pipeline import land, validate
     from monitoring.drift import detect_drift
     from monitoring.frames import frames_for_days
@@ -62,7 +75,7 @@ def daily_monitoring(profile: str | None = None, home: str | None = None) -> dic
     from recflow.data.batches import list_batches
 
     settings = _settings(profile, home)
-    batches = land(settings)
+    batches = land(settings, date.fromisoformat(until) if until else None)
     validated = {b.day for b in list_batches(settings.validated_dir)}
     outcomes, _docs = validate(settings, [b for b in batches if b.day not in validated])
     days = [b.day for b in list_batches(settings.validated_dir)]
@@ -74,8 +87,16 @@ def daily_monitoring(profile: str | None = None, home: str | None = None) -> dic
     drift = detect_drift(
         reference, current, settings, settings.reports_dir / "drift" / newest.isoformat(), when
     )
-    log_batch(settings, drift, timestamp=when, name=newest.isoformat())
-    print(f"{newest}: {drift.share:.0%} of columns drifted ({', '.join(drift.drifted_columns) or 'none'})")
+    store = prepare_feature_store(settings)
+    materialize(settings, store)  # today's histories reach the online store the service reads
+    quality = champion_quality(settings, store, newest)
+    log_batch(settings, drift, quality, timestamp=when, name=newest.isoformat())
+    get_run_logger().info(
+        "%s: %.0f%% of columns drifted (%s)",
+        newest,
+        100 * drift.share,
+        ", ".join(drift.drifted_columns) or "none",
+    )
     if drift.detected:
         emit_event(
             event=DRIFT_EVENT,
@@ -89,10 +110,32 @@ def daily_monitoring(profile: str | None = None, home: str | None = None) -> dic
                 "drifted_columns": drift.drifted_columns,
             },
         )
-    return {"validated": len(outcomes), "day": newest.isoformat(), "drift": drift.to_dict()}
+    return {
+        "validated": len(outcomes),
+        "day": newest.isoformat(),
+        "drift": drift.to_dict(),
+        "quality": quality.to_dict() if quality else None,
+    }
 
 
-@flow(name="recflow-retrain", log_prints=True)
+def champion_quality(settings: Settings, store, day: date):
+    """The serving champion's quality on `day` (its returning users, the day's events as feedback), or None.
+
+    None when no champion serves yet or nobody came back that day.
+    """
+    from models.bundle import ModelBundle
+    from monitoring.quality import day_quality
+    from serving.package import champion_tag, model_info
+
+    tag = champion_tag(settings)
+    if tag is None:
+        return None
+    bundle = ModelBundle.load(model_info(settings, tag)[0])
+    quality = day_quality(settings, store, bundle, day)
+    return quality if quality.users else None
+
+
+@flow(name="recflow-retrain", log_prints=False)
 def retrain(profile: str | None = None, home: str | None = None, reason: str = "manual") -> dict:
     """Retrain on the validated store, then gate the challenger against the champion before promoting.
 
@@ -131,7 +174,14 @@ def build_deployments(settings: Settings) -> list:
             tags=["recflow"],
         ),
         retrain.to_deployment(
-            name="retrain-on-drift", triggers=[on_drift], parameters=params, tags=["recflow"]
+            name="retrain-on-drift",
+            triggers=[on_drift],
+            parameters=params,
+            tags=["recflow"],
+            # one retraining at a time: alarms while it runs are dropped (it learns those days already)
+            concurrency_limit=ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+            ),
         ),
         daily_experiment_readout.to_deployment(
             name="daily-experiment-readout", cron=READOUT_CRON, parameters=params, tags=["recflow", "daily"]
@@ -182,69 +232,96 @@ def wait_for_http(url: str, timeout: float = 120.0) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
 
 
-def platform_up(settings: Settings, prefect_port: int = 4200, evidently_port: int = 8000) -> None:
+def platform_up(
+    settings: Settings,
+    prefect_port: int = 4200,
+    evidently_port: int = 8000,
+    replay: ReplayOptions | None = None,
+) -> int:
     """Start the Prefect server, the BentoML service and the Evidently UI, then serve the deployments.
 
-    Blocks until interrupted; stops what it started on the way out.
+    Every process starts in its own process group (`flows.lifecycle.Supervisor`); SIGINT or SIGTERM
+    stops them all within 10 s and frees their ports. State a crashed run left behind is cleaned first
+    (`flows.lifecycle.clean_stale`). With `replay` (a `flows.replay.ReplayOptions`), the next day's
+    batch lands every few seconds once everything is up (`flows.replay.replay_days`).
+
+    Blocks until interrupted or until a process it started exits. Returns the exit code.
     """
     import os
+    import signal
     import subprocess
     import sys
+    import time
 
+    from flows.lifecycle import Stop, Supervisor, clean_stale, stop_on_signals
     from monitoring.workspace import open_project, workspace_dir
+    from serving.package import champion_tag, latest_tag, promote
+    from serving.server import serve_command, server_env
 
+    serving_port = settings.serving.port
+    for line in clean_stale(settings.home, [prefect_port, serving_port, evidently_port]):
+        print(f"stale state: {line}")
     env = {**os.environ, **prefect_env(settings, prefect_port)}
+    env.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "2")  # the runner starts a due run within 2 s, not 10
     Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     open_project(settings)  # the workspace and its dashboards exist before the UI opens
+    if champion_tag(settings) is None and (tag := latest_tag(settings)) is not None:
+        promote(settings, tag)  # as `recflow serve` does: the newest package serves
     home = str(settings.home.resolve())
-    bin_dir = Path(sys.executable).parent
-    commands = {
-        "prefect": [
-            str(bin_dir / "prefect"),
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(prefect_port),
-        ],
-        "bentoml": [
-            sys.executable,
-            "-m",
-            "recflow.cli",
-            "serve",
-            "--profile",
-            settings.profile,
-            "--home",
-            home,
-        ],
-        "evidently": [
-            "evidently",
-            "ui",
-            "--workspace",
-            str(workspace_dir(settings)),
-            "--port",
-            str(evidently_port),
-        ],
-    }
-    processes = [subprocess.Popen(commands["prefect"], env=env)]
-    try:
-        wait_for_http(f"http://127.0.0.1:{prefect_port}/api/health")
-        processes += [subprocess.Popen(commands[n], env=env) for n in ("bentoml", "evidently")]
-        database = "PostgreSQL" if settings.prefect_database_url else "SQLite"
-        print(f"Prefect UI       http://127.0.0.1:{prefect_port}  (database: {database})")
-        print(f"recommendations  http://{settings.serving.host}:{settings.serving.port}/recommend")
-        print(f"Evidently UI     http://127.0.0.1:{evidently_port}")
-        print(
-            f"deployments      daily ({DAILY_CRON}), weekly retrain ({WEEKLY_CRON}), retrain on {DRIFT_EVENT}"
-        )
-        serve_cmd = [sys.executable, "-m", "flows.deployments", "--profile", settings.profile, "--home", home]
-        subprocess.run(serve_cmd, env=env, check=False)
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
+    supervisor = Supervisor(settings.home)
+    prefect = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1"]
+    evidently = [
+        str(Path(sys.executable).parent / "evidently"),
+        "ui",
+        "--workspace",
+        str(workspace_dir(settings)),
+        "--port",
+        str(evidently_port),
+    ]
+    runner = [sys.executable, "-m", "flows.deployments", "--profile", settings.profile, "--home", home]
+    logs = settings.home.resolve() / "logs"  # the children's output: the terminal keeps the platform's lines
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def start(name: str, command: list[str], child_env: dict[str, str], port: int | None = None) -> None:
+        with (logs / f"{name}.log").open("ab") as log:
+            supervisor.start(name, command, child_env, port, stdout=log, stderr=subprocess.STDOUT)
+
+    with stop_on_signals():
+        try:
+            start("prefect", [*prefect, "--port", str(prefect_port)], env, prefect_port)
+            wait_for_http(f"http://127.0.0.1:{prefect_port}/api/health")
+            # the service starts without a model too: live, not ready, until a champion is promoted
+            serving_env = {**server_env(settings), **prefect_env(settings, prefect_port)}
+            start("bentoml", serve_command(settings), serving_env, serving_port)
+            start("evidently", evidently, env, evidently_port)
+            start("deployments", runner, env)
+            database = "PostgreSQL" if settings.prefect_database_url else "SQLite"
+            print(f"Prefect UI       http://127.0.0.1:{prefect_port}  (database: {database})")
+            print(f"recommendations  http://{settings.serving.host}:{serving_port}/recommend")
+            print(f"Evidently UI     http://127.0.0.1:{evidently_port}")
+            print(
+                f"deployments      daily ({DAILY_CRON}), weekly retrain ({WEEKLY_CRON}), "
+                f"retrain on {DRIFT_EVENT}",
+            )
+            print(f"logs             {logs}/{{prefect,bentoml,evidently,deployments}}.log", flush=True)
+            if replay is not None:
+                from flows.replay import replay_days
+
+                url = f"http://{settings.serving.host}:{serving_port}"
+                replay_days(settings, replay, url, prefect_port)
+            while not supervisor.exited():
+                time.sleep(0.5)
+            print(f"stopping: a process exited ({supervisor.exited()})")
+            return 1
+        except Stop as signal_name:
+            print(f"{signal_name}: stopping the platform", flush=True)
+            return 0
+        finally:
+            for name in ("SIGTERM", "SIGINT"):  # a second signal must not cut the stopping short
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
+            left = supervisor.stop()
+            if left:
+                print(f"still running after 10 s: {', '.join(left)}")
 
 
 if __name__ == "__main__":

@@ -50,11 +50,11 @@ class RunReport:
 
 
 @task(name="land raw batches", retries=2, retry_delay_seconds=5)
-def land(settings: Settings) -> list[Batch]:
-    """Write the daily raw batches that are not on disk yet (raw data is never modified)."""
+def land(settings: Settings, until: date | None = None) -> list[Batch]:
+    """Write the daily raw batches that are not on disk yet, up to `until` (raw data is never modified)."""
     from recflow.data.sources import land_batches
 
-    return land_batches(settings)
+    return land_batches(settings, until)
 
 
 @task(name="validate batches")
@@ -110,6 +110,17 @@ def check_drift(settings: Settings, training_days: list[date], newest_day: date)
 
     reference, current = frames_for_days(settings, training_days, [newest_day])
     return detect_drift(reference, current, settings, settings.reports_dir)
+
+
+@task(name="log dashboards", cache_policy=NO_CACHE)  # the Feast store is no cache key
+def log_dashboards(settings: Settings, store, training_days: list[date], days: list[date]) -> list:
+    """Evidently: a drift and a quality snapshot per day, so the dashboards show the whole history."""
+    from models.bundle import ModelBundle
+    from monitoring.history import log_history
+    from serving.package import champion_tag, model_info
+
+    champion = ModelBundle.load(model_info(settings, champion_tag(settings))[0])
+    return log_history(settings, store, champion, training_days, days)
 
 
 # ---------------------------------------------------------------- the flow
@@ -213,6 +224,22 @@ def recflow_pipeline(settings: Settings) -> dict:
         "drift",
         f"{drift.share:.0%} of columns drifted, detected={drift.detected}",
         str(drift.html_path),
+        time.perf_counter() - t,
+    )
+
+    t = time.perf_counter()
+    logged = log_dashboards(settings, store, training_days, days)
+    alarms = [s.day.isoformat() for s in logged if s.drift.detected]
+    report.summary["dashboards"] = {
+        "workspace": str(settings.evidently_dir),
+        "days": len(logged),
+        "quality_days": sum(s.quality is not None for s in logged),
+        "drift_alarms": alarms,
+    }
+    report.add(
+        "dashboards",
+        f"{len(logged)} days of drift and quality snapshots, {len(alarms)} drift alarm(s)",
+        str(settings.evidently_dir),
         time.perf_counter() - t,
     )
     report.status = "ok"

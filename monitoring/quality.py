@@ -158,29 +158,47 @@ def evaluate_package(bundle, held, serving: ServingSettings, k: int) -> PackageE
     return PackageEvaluation(ranking_metrics(tops, held.relevant, k), served)
 
 
-def day_quality(settings: Settings, store, bundle, day, k: int | None = None) -> QualityResult:
+def day_quality(
+    settings: Settings,
+    store,
+    bundle,
+    day,
+    k: int | None = None,
+    events: pd.DataFrame | None = None,
+    inter: pd.DataFrame | None = None,
+) -> QualityResult:
     """Quality of what `bundle` serves on `day` to the users who come back that day (see `day_evaluation`)."""
-    return day_evaluation(settings, store, bundle, day, k)[0]
+    return day_evaluation(settings, store, bundle, day, k, events, inter)[0]
 
 
 def day_evaluation(
-    settings: Settings, store, bundle, day, k: int | None = None
+    settings: Settings,
+    store,
+    bundle,
+    day,
+    k: int | None = None,
+    events: pd.DataFrame | None = None,
+    inter: pd.DataFrame | None = None,
 ) -> tuple[QualityResult, PackageEvaluation]:
     """What `bundle` serves on `day` to the users who come back that day, and its quality.
 
     The users are scored as of the day's start (history, seen filter and online features from before
-    it); the day's events are the feedback.
+    it); the day's events are the feedback. `events` (the validated events) and `inter` (their
+    `models.data.weighted_interactions`) spare a caller that scores many days reading them each time.
     """
     from datetime import timedelta
 
-    from models.data import held_out
+    from models.data import held_out, weighted_interactions
     from recflow.data.batches import read_events
 
     k = k or settings.train.k
     start = pd.Timestamp(day, tz="UTC")
-    held = held_out(settings, store, start, start + timedelta(days=1))
+    if events is None:
+        events = read_events(settings.validated_dir)
+    if inter is None:
+        inter = weighted_interactions(events, settings)
+    held = held_out(settings, store, start, start + timedelta(days=1), inter=inter)
     evaluation = evaluate_package(bundle, held, settings.serving, k)
-    events = read_events(settings.validated_dir)
     ts = pd.to_datetime(events["timestamp"], utc=True)
     quality = recommendation_quality(
         evaluation.served,

@@ -7,6 +7,7 @@ down. Heavy libraries are imported inside the commands, after the process enviro
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -397,14 +398,46 @@ def simulate(
 def up(
     prefect_port: Annotated[int, typer.Option(help="Prefect server and UI port")] = 4200,
     evidently_port: Annotated[int, typer.Option(help="Evidently UI port")] = 8000,
+    serving_port: Annotated[
+        int | None, typer.Option(help="BentoML service port (RECFLOW_SERVING__PORT, default 3000)")
+    ] = None,
+    replay: Annotated[
+        bool, typer.Option(help="land the next day's batch every --day-seconds (a world in <home>/replay)")
+    ] = False,
+    day_seconds: Annotated[float, typer.Option(help="--replay: seconds between two days")] = 20.0,
+    drift_day: Annotated[int, typer.Option(help="--replay: first drifted day of the synthetic shop")] = 10,
     profile: ProfileOpt = None,
     home: HomeOpt = None,
+    data: DataOpt = None,
 ) -> None:
-    """Start Prefect (UI), the BentoML service and the Evidently UI; serve the scheduled deployments."""
-    settings = _settings(profile, home)
-    from flows.deployments import platform_up
+    """Start Prefect (UI), the BentoML service and the Evidently UI; serve the scheduled deployments.
 
-    platform_up(settings, prefect_port=prefect_port, evidently_port=evidently_port)
+    SIGINT or SIGTERM stops everything it started. With --replay, a day lands every --day-seconds and
+    runs the daily deployment; drift alarms retrain and promote into the running service.
+    """
+    settings = _settings(profile, home, None if replay else data)
+    options = None
+    if replay:
+        from flows.replay import ReplayOptions, replay_environment, replay_settings
+
+        options = ReplayOptions(day_seconds=day_seconds, drift_day=drift_day, data=data or "synthetic")
+        os.environ.update(replay_environment(settings, options))  # every process reads the same world
+        settings = replay_settings(settings, options)
+    if serving_port is not None:
+        settings.serving.port = serving_port
+    from flows.deployments import platform_up
+    from flows.lifecycle import PortInUse
+
+    try:
+        code = platform_up(settings, prefect_port=prefect_port, evidently_port=evidently_port, replay=options)
+    except (PortInUse, RuntimeError) as e:
+        typer.echo(f"recflow up: {e}", err=True)
+        raise typer.Exit(1) from None
+    # everything it started is stopped; leave now: at interpreter exit Prefect's background workers (the
+    # replay's API client) retry flushing to the server that just stopped, for seconds
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @bench.command("drift-calibration")

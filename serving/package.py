@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from recflow.provenance import code_version
 from recflow.settings import Settings
@@ -194,8 +195,20 @@ def build_bento(settings: Settings) -> str:
 
 
 def _json_safe(value: dict) -> dict:
-    """Metadata as plain JSON types (dates and paths become strings, numpy numbers become floats)."""
-    return json.loads(json.dumps(value, default=_default))
+    """Metadata as plain JSON types (dates and paths become strings, numpy numbers become floats).
+
+    BentoML refuses None anywhere in a model's metadata, so keys whose value is None are left out
+    (a gate decision without a champion figure, for instance): readers use `.get`.
+    """
+    return _drop_none(json.loads(json.dumps(value, default=_default)))
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value if v is not None]
+    return value
 
 
 def _default(obj: object) -> object:

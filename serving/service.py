@@ -201,6 +201,8 @@ class RecflowService:
         tag = champion_tag(self.settings)
         if tag is None or (self.current is not None and self.current.tag == tag):
             return False
+        if self.features is None:  # started before the first feature repo (a fresh `recflow up --replay`)
+            self.store, self.features = open_features(self.settings)
         recommender = Recommender.from_model_store(self.settings, tag, self.features, self.purchases)
         recommender.observe = _observe
         self.current = recommender  # one reference assignment: atomic for concurrent readers
@@ -296,6 +298,8 @@ class RecflowService:
         """Served model tag, champion, training window, metrics and index settings."""
         from serving.package import champion_tag
 
+        if self.current is None:  # before the first champion: 503 like /recommend, not a 500
+            raise StarletteHTTPException(503, "No promoted model yet: package and promote one, then retry.")
         return ModelMetadata(champion=champion_tag(self.settings), **self._model().describe())
 
     @http.post(

@@ -39,6 +39,21 @@ def pytest_unconfigure(config) -> None:
     gc.collect()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_prefect_temporary_servers():
+    """Stop Prefect's temporary API servers while the session's output is still open.
+
+    Prefect stops them in an `atexit` hook and logs "Stopping temporary server" to the console
+    handler it made during the run, whose stream pytest has closed by then: a "--- Logging error ---"
+    traceback after every run.
+    """
+    yield
+    from prefect.server.api.server import SubprocessASGIServer
+
+    for server in list(SubprocessASGIServer._instances.values()):
+        server.stop()
+
+
 @pytest.fixture
 def tiny_settings(tmp_path) -> Settings:
     """Settings of the `tiny` profile with every artefact under a fresh temporary folder."""

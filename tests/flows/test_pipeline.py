@@ -38,6 +38,9 @@ def test_recflow_run_end_to_end(tmp_path):
     assert 0.0 <= summary["drift"]["share"] <= 1.0 and isinstance(summary["drift"]["detected"], bool)
     assert os.path.exists(summary["validation"]["data_docs"])
     assert os.path.exists(summary["drift"]["report"])
+    # the dashboards: every day's drift, and quality for every day someone came back (not the first)
+    assert summary["dashboards"]["days"] == 8 and summary["dashboards"]["quality_days"] == 7
+    assert len(list((home / "evidently").glob("*/snapshots/*.json"))) == 8 + 7
     assert "recflow run: ok" in proc.stdout  # the closing table
 
 

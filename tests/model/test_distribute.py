@@ -36,7 +36,22 @@ def test_mixed_precision_policy_is_set_and_reset():
         auto = configure_precision(TrainSettings(mixed_precision=True))  # bfloat16 on a CPU, float16 on a GPU
         assert auto == ("mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16")
     finally:
-        assert configure_precision(TrainSettings()) == "float32"
+        assert configure_precision(TrainSettings(mixed_precision=False)) == "float32"
+
+
+def test_auto_mixed_precision_follows_the_hardware(tmp_path):
+    from models.hardware import cpu_runs_bfloat16, precision_policy
+
+    native = tmp_path / "native"
+    native.write_text("processor : 0\nflags : fpu sse avx512f avx512_bf16 amx_tile\n")
+    plain = tmp_path / "plain"
+    plain.write_text("processor : 0\nflags : fpu sse avx2\n")
+    assert cpu_runs_bfloat16(str(native)) and not cpu_runs_bfloat16(str(plain))
+    assert not cpu_runs_bfloat16(str(tmp_path / "missing"))
+    gpu = bool(tf.config.list_logical_devices("GPU"))
+    auto = precision_policy(TrainSettings())
+    assert auto == ("mixed_float16" if gpu else "mixed_bfloat16" if cpu_runs_bfloat16() else "float32")
+    assert precision_policy(TrainSettings(mixed_precision=False)) == "float32"
 
 
 def _mirrored_worker() -> dict:

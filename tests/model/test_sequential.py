@@ -110,7 +110,7 @@ def test_mixed_precision_trains_in_float16_with_float32_scores():
         )
         model, _ = fit_sequential(_walks(), ATTRS, config, epochs=12)
     finally:
-        configure_precision(TrainSettings())
+        configure_precision(TrainSettings(mixed_precision=False))
     assert isinstance(model.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
     assert model.sequence_tower.compute_dtype == "float16"
     scores = model.scores([np.array([3, 4, 5]), np.array([10, 11])])
@@ -133,7 +133,7 @@ def test_mixed_bfloat16_trains_without_loss_scaling_and_scores_in_float32():
         )
         model, _ = fit_sequential(_walks(), ATTRS, config, epochs=12)
     finally:
-        configure_precision(TrainSettings())
+        configure_precision(TrainSettings(mixed_precision=False))
     assert not isinstance(model.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
     assert (
         model.sequence_tower.compute_dtype == "bfloat16" and model.sequence_tower.variable_dtype == "float32"

@@ -35,6 +35,15 @@ def test_promotion_moves_the_champion_and_refuses_unknown_tags(served, private_s
     assert champion_tag(settings) == new
 
 
+def test_metadata_with_empty_figures_is_packaged_without_them(served, private_settings):
+    # a gate decision without a champion figure carries None, which BentoML refuses in metadata
+    gate = {"promote": False, "champion": None, "challenger": {"ndcg@10": 0.1}, "days": [None, "d1"]}
+    tag = save_to_model_store(private_settings, served.bundle_path, {"gate": gate, "champion": None})
+    _, metadata = model_info(private_settings, tag)
+    assert "champion" not in metadata
+    assert metadata["gate"] == {"promote": False, "challenger": {"ndcg@10": 0.1}, "days": ["d1"]}
+
+
 def test_bento_is_built_with_the_champion(served, private_settings):
     import bentoml
 
