@@ -90,6 +90,7 @@ def test_forget_removes_a_user_from_every_store_under_the_home(tmp_path):
         r = httpx.post(f"{url}/events", json={"events": sent}, headers=ADMIN)
         assert r.status_code == 200 and r.json()["accepted"] == 2, r.text
 
+        time.sleep(3 * settings.experiments.flush_interval_s)  # the service writes its answer logs
         before = traces(home, user)
         for store in ("raw/", "validated/", "quarantine/2", "quarantine/live/", "incoming/", "feature_repo/"):
             assert any(p.startswith(store) for p in before), (store, sorted(before))
