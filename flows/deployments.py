@@ -1,11 +1,13 @@
 """The served mode: Prefect deployments with schedules and the drift event that triggers retraining.
 
-Three deployments, served by one `prefect.serve` process (`recflow up`):
+Four deployments, served by one `prefect.serve` process (`recflow up`):
 
 * `daily-ingest-validate-drift` (cron, daily): lands and validates new batches, checks the newest one
   for drift against the champion's training window, logs to the Evidently workspace and, on drift,
   emits the Prefect event `recflow.drift.detected`;
 * `weekly-retrain` (cron, weekly): retrains and gates the challenger;
+* `daily-experiment-readout` (cron, daily): the readout of the running online experiment
+  (`flows/readout.py`), when one runs;
 * `retrain-on-drift`: the same retraining flow, started by a `DeploymentEventTrigger` (an automation)
   on `recflow.drift.detected`.
 
@@ -23,6 +25,7 @@ from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.events import DeploymentEventTrigger, emit_event
 
+from flows.readout import daily_experiment_readout
 from recflow.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 DRIFT_EVENT = "recflow.drift.detected"
 DAILY_CRON = "0 2 * * *"
 WEEKLY_CRON = "0 3 * * 1"
+READOUT_CRON = "30 2 * * *"
 
 
 def _settings(profile: str | None, home: str | None) -> Settings:
@@ -151,7 +155,7 @@ def retrain(profile: str | None = None, home: str | None = None, reason: str = "
 
 
 def build_deployments(settings: Settings) -> list:
-    """The three deployments, parameterised with this process's profile and home."""
+    """The four deployments, parameterised with this process's profile and home."""
     params = {"profile": settings.profile, "home": str(settings.home.resolve())}
     on_drift = DeploymentEventTrigger(
         name="retrain when drift is detected",
@@ -178,6 +182,9 @@ def build_deployments(settings: Settings) -> list:
             concurrency_limit=ConcurrencyLimitConfig(
                 limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
             ),
+        ),
+        daily_experiment_readout.to_deployment(
+            name="daily-experiment-readout", cron=READOUT_CRON, parameters=params, tags=["recflow", "daily"]
         ),
     ]
 

@@ -39,6 +39,43 @@ def gate_and_promote(settings: Settings, bundle_path: Path, provenance: dict) ->
         settings, bundle_path, provenance | {"gate": decision.to_dict(), "champion": current}
     )
     get_run_logger().info("challenger %s against champion %s: %s", tag, current, decision.reason)
+    if decision.promote and settings.experiments.require_online_win:
+        reason = start_online_trial(settings, tag, current)
+        get_run_logger().info(reason)
+        return {"tag": tag, "promoted": False, "reason": reason, "gate": decision.to_dict()}
     if decision.promote:
         promote(settings, tag)
     return {"tag": tag, "promoted": decision.promote, "reason": decision.reason, "gate": decision.to_dict()}
+
+
+def start_online_trial(settings: Settings, tag: str, champion: str) -> str:
+    """The offline gate passed and an online win is required: start the experiment instead of promoting."""
+    from recflow.experiments import ExperimentError, ExperimentStore
+
+    try:
+        experiment = ExperimentStore(settings).start(tag, settings.experiments.share, False, champion)
+    except ExperimentError as e:
+        return f"passed the offline gate, not promoted: an online win is required and {e}"
+    return (
+        f"passed the offline gate; experiment {experiment.id} started for {experiment.share:.0%} of users; "
+        "`recflow experiment readout --conclude` promotes it if it wins online"
+    )
+
+
+def conclude_experiment(settings: Settings, result: dict) -> str:
+    """After a readout: promote a winning challenger and stop; stop when the champion wins; else keep running."""
+    from recflow.experiments import ExperimentStore
+    from serving.package import promote
+
+    experiment = result["experiment"]
+    if experiment["stopped_at"] is not None:
+        return f"experiment {experiment['id']} already stopped: nothing to conclude"
+    store = ExperimentStore(settings)
+    if result["winner"] == "challenger":
+        promote(settings, experiment["challenger"])
+        store.stop()
+        return f"challenger {experiment['challenger']} won online: promoted, experiment stopped"
+    if result["winner"] == "champion":
+        store.stop()
+        return f"champion won online: challenger {experiment['challenger']} not promoted, experiment stopped"
+    return "no significant difference yet: the experiment keeps running"

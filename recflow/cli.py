@@ -13,12 +13,14 @@ from typing import Annotated
 
 import typer
 
+from recflow.experiment_cli import experiment_app
 from recflow.quiet import quiet_library_warnings, without_banners
 from recflow.settings import Profile, Settings, load_settings
 
 app = typer.Typer(help="recflow: workflow-orchestrated recommendations.", no_args_is_help=True)
 bench = typer.Typer(help="Benchmarks that print figures and write JSON.", no_args_is_help=True)
 app.add_typer(bench, name="bench")
+app.add_typer(experiment_app, name="experiment")
 
 ProfileOpt = Annotated[Profile | None, typer.Option(help="data/training size: tiny, small or default")]
 HomeOpt = Annotated[Path | None, typer.Option(help="artefact root (RECFLOW_HOME), default .recflow")]
@@ -84,6 +86,76 @@ def serve(
     from serving.server import serve as serve_http
 
     serve_http(settings)
+
+
+@app.command()
+def forget(
+    user: Annotated[str, typer.Option("--user", help="the user id to erase everywhere")],
+    profile: ProfileOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Erase a user from every store under the home and the online store; append to the audit log."""
+    from recflow.erasure import forget_user
+
+    report = forget_user(_settings(profile, home), user)
+    for path, count in report.files.items():
+        print(f"{count:>8}  {path}")
+    print(f"{report.redis_keys:>8}  redis keys")
+    print(
+        f"erased user {report.user_hash[:16]}...: {report.removed} rows/lines/keys removed; audit log appended"
+    )
+    if report.unhandled:
+        print("still containing the id (not erased):", ", ".join(report.unhandled))
+        raise typer.Exit(1)
+
+
+@experiment_app.command("readout")
+def readout(
+    json_out: Annotated[Path, typer.Option("--json", help="write the readout here (a PNG chart beside it)")],
+    experiment: Annotated[
+        str | None, typer.Option(help="experiment id; the running or last one by default")
+    ] = None,
+    alpha: Annotated[float | None, typer.Option(help="significance level (experiments.alpha)")] = None,
+    conclude: Annotated[
+        bool, typer.Option(help="promote a winning challenger and stop; stop if the champion wins")
+    ] = False,
+    profile: ProfileOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Per variant: users, impressions, CTR, conversion, revenue per user with intervals; tests; winner."""
+    import json
+
+    from flows.readout import experiment_readout
+
+    settings = _settings(profile, home)
+    with without_banners():
+        result = experiment_readout(settings, json_out, experiment, alpha or settings.experiments.alpha)
+    for variant, figures in result["variants"].items():
+        shown = {
+            k: figures.get(k) for k in ("users", "impressions", "clicks", "purchases", "ctr", "conversion")
+        }
+        print(variant, json.dumps(shown))
+    tests = result["tests"]["conversion"]
+    print(
+        f"conversion p = {tests['p_value']}; sample ratio {result['guardrails']['sample_ratio']}; "
+        f"winner: {result['winner']}"
+    )
+    if conclude:
+        from flows.promotion import conclude_experiment
+
+        print(conclude_experiment(settings, result))
+
+
+@bench.command("experiments")
+def bench_experiments(
+    json_out: Annotated[Path, typer.Option("--json", help="write the rates here")],
+    runs: Annotated[int, typer.Option(help="simulated experiments per kind (A/A, A/B)")] = 200,
+    alpha: Annotated[float, typer.Option(help="significance level of the readout")] = 0.05,
+) -> None:
+    """Simulated market: the readout's A/A false-positive rate and A/B power at the planned days."""
+    from benchmarks.experiments import run_bench
+
+    run_bench(json_out, runs=runs, alpha=alpha)
 
 
 @bench.command("quality")

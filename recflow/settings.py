@@ -2,7 +2,7 @@
 
 Load it once at the entry point (`Settings()`), pass it down. Nested sections are set with a double
 underscore, e.g. `RECFLOW_DATA__N_USERS=500`, `RECFLOW_FEATURES__ONLINE_STORE=redis`,
-`RECFLOW_SERVING__API_KEY=...`. Nothing here touches the disk or the network.
+`RECFLOW_SERVING__API_KEYS='{"key": "admin"}'` (JSON for dicts). Nothing here touches the disk or the network.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Profile = Literal["tiny", "small", "default"]
@@ -157,7 +157,16 @@ class ServingSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = 3000
-    api_key: SecretStr | None = None
+    api_key: SecretStr | None = Field(
+        None, description="one key with the read and write roles (kept for existing setups; see api_keys)"
+    )
+    api_keys: dict[str, str] = Field(
+        default_factory=dict,
+        repr=False,
+        description="API key -> role(s): 'read' (recommendations, metadata), 'write' (events), 'admin'"
+        ' (erasure, experiments), comma-separated for several, e.g. {"k1": "read", "k2": "read,write"};'
+        " see serving/auth.py",
+    )
     exclude_purchased: bool = Field(
         True, description="never recommend what the user bought (the seen filter); backfilled to k"
     )
@@ -180,6 +189,36 @@ class ServingSettings(BaseModel):
         gt=0,
         description="POST /events: older events are rejected (the longest feature window is 30 days)",
     )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _known_roles(cls, keys: dict[str, str]) -> dict[str, str]:
+        for role in {r.strip() for roles in keys.values() for r in roles.split(",")}:
+            if role not in ROLES:
+                raise ValueError(f"Unknown role {role!r} in serving.api_keys; roles are {', '.join(ROLES)}.")
+        return keys
+
+
+ROLES = ("read", "write", "admin")
+"""What an API key may do: read recommendations, write events, administer (erasure, experiments)."""
+
+
+class ExperimentSettings(BaseModel):
+    """Online experiments: where assignments, impressions and outcomes are stored (recflow/experiments.py)."""
+
+    database_url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host:5432/recflow; SQLite under the home"
+        " (experiments/experiments.db) when unset",
+    )
+    flush_interval_s: float = Field(0.5, gt=0, description="seconds between the service's log writes")
+    require_online_win: bool = Field(
+        False,
+        description="a challenger that passes the offline gate is not promoted but started as an experiment"
+        " (share `share`); `recflow experiment readout --conclude` promotes it only if it wins online",
+    )
+    share: float = Field(0.1, gt=0, lt=1, description="share of users of an experiment the gate starts")
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the readout's tests")
 
 
 class MonitoringSettings(BaseModel):
@@ -220,6 +259,7 @@ class Settings(BaseSettings):
     train: TrainSettings = TrainSettings()
     serving: ServingSettings = ServingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    experiments: ExperimentSettings = ExperimentSettings()
     prefect_database_url: SecretStr | None = Field(
         None, description="PostgreSQL URL for the Prefect server (SQLite when unset)"
     )

@@ -26,8 +26,10 @@ BENTO_PACKAGES = [
     "faiss-cpu",
     "feast[redis]",
     "pandas",
+    "psycopg[binary]",  # the experiment store on PostgreSQL (recflow/experiments.py)
     "pyarrow",
     "pydantic-settings",
+    "sqlalchemy",
     "tensorflow",
     "tensorflow-recommenders",
     "tf-keras",

@@ -44,6 +44,18 @@ class Purchases:
             for user_id, items in grouped.items():
                 self._by_user[user_id] = self._by_user.get(user_id, frozenset()) | items
 
+    def forget(self, user_id: str) -> bool:
+        """Drop a user's purchases (erasure); True when there were any."""
+        with self._lock:
+            return self._by_user.pop(user_id, None) is not None
+
+    def forget_matching(self, hashes: set[str], hasher) -> int:
+        """Drop the users whose `hasher(user_id)` is in `hashes` (erasures made outside this process)."""
+        gone = [u for u in list(self._by_user) if hasher(u) in hashes]
+        for user_id in gone:
+            self.forget(user_id)
+        return len(gone)
+
     def of(self, user_id: str) -> frozenset[str]:
         """The items `user_id` bought (empty for an unknown user)."""
         return self._by_user.get(user_id, frozenset())

@@ -50,6 +50,11 @@ class RecommendResponse(BaseModel):
     items: list[ScoredItem]
     model: str = Field(description="BentoML model tag that answered")
     fallback: bool = Field(description="true when the user is unknown and popular items were served")
+    request_id: str = Field("", description="this answer's id: send it with `/events` to attribute outcomes")
+    variant: Literal["champion", "challenger"] = Field(
+        "champion", description="the experiment variant that produced the list (champion when none runs)"
+    )
+    experiment: str = Field("", description="the running experiment's id, empty when none runs")
 
 
 class SimilarItemsResponse(BaseModel):
@@ -70,6 +75,12 @@ class Event(BaseModel):
     event_type: Literal["view", "add_to_cart", "purchase"]
     timestamp: datetime | None = Field(None, description="UTC; the server's clock when omitted")
     session_id: str | None = Field(None, max_length=64)
+    request_id: str | None = Field(
+        None,
+        max_length=64,
+        description="the `/recommend` answer that showed the item: the event is attributed to its variant and"
+        " the item's position there",
+    )
 
 
 EventRow = Annotated[Any, WithJsonSchema(Event.model_json_schema())]
@@ -107,6 +118,9 @@ class EventsResponse(BaseModel):
 
     accepted: int = Field(description="events that met the contract, logged for the next batch")
     pushed: int = Field(description="accepted events pushed to the online store")
+    attributed: int = Field(
+        0, description="accepted events attributed to the answer their `request_id` names"
+    )
     rejected: int = Field(0, description="events rejected (kept in quarantine)")
     errors: list[EventError] = Field(default_factory=list, description="one entry per broken rule")
     log_path: str | None = Field(None, description="where the accepted events were appended")

@@ -27,6 +27,9 @@ def settings_to_env(settings: Settings) -> str:
     data["serving"]["api_key"] = (
         settings.serving.api_key.get_secret_value() if settings.serving.api_key else None
     )
+    data["serving"]["api_keys"] = dict(settings.serving.api_keys)
+    if settings.experiments.database_url is not None:
+        data["experiments"]["database_url"] = settings.experiments.database_url.get_secret_value()
     if settings.features.redis_password is not None:
         data["features"]["redis_password"] = settings.features.redis_password.get_secret_value()
     return json.dumps(data)

@@ -13,15 +13,20 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import bentoml
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Path, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
 
+from recflow.erasure import audit_hashes, user_hash
 from recflow.settings import Settings
+from serving.auth import ASSETS, ApiKeyMiddleware
 from serving.events import KnownItems, append, check_events, log_lines, quarantine_lines
+from serving.experiments import Lab
+from serving.forget import ErasureResponse, install_log_filter, metrics_dir
 from serving.purchases import Purchases
 from serving.recommender import Recommender, UnknownItemError
 from serving.schemas import (
@@ -42,10 +47,6 @@ if TYPE_CHECKING:
     from features.online import OnlineFeatures
 
 log = logging.getLogger(__name__)
-
-OPEN_PATHS = ("/", "/livez", "/readyz", "/healthz", "/metrics", "/docs", "/docs.json")
-ASSETS = "/static_content/"
-"""Swagger UI's files, served by BentoML itself from the copy in its wheel (no CDN): `/docs` loads them."""
 
 
 class Metrics:
@@ -151,29 +152,6 @@ def open_features(settings: Settings) -> tuple[FeatureStore | None, OnlineFeatur
     return store, OnlineFeatures(store, settings)
 
 
-class ApiKeyMiddleware:
-    """ASGI middleware: when `serving.api_key` is set, require `Authorization: Bearer <key>` (health stays open)."""
-
-    def __init__(self, app, api_key: str | None = None) -> None:
-        self.app = app
-        if api_key is None:
-            key = settings_from_env().serving.api_key
-            api_key = key.get_secret_value() if key else None
-        self.expected = f"Bearer {api_key}".encode() if api_key else None
-
-    async def __call__(self, scope, receive, send) -> None:
-        path = scope.get("path", "")
-        if self.expected is None or scope["type"] != "http" or path in OPEN_PATHS or path.startswith(ASSETS):
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        if headers.get(b"authorization") != self.expected:
-            message = "Missing or wrong API key: send the header 'Authorization: Bearer <key>'."
-            await JSONResponse({"error": message}, status_code=401)(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-
 @bentoml.service(
     name="recflow",
     traffic={"timeout": 10, "concurrency": 64},
@@ -198,13 +176,20 @@ class RecflowService:
         self.store, self.features = open_features(self.settings)
         self.purchases = Purchases.from_validated(self.settings)
         self.known_items = KnownItems(self.settings)
+        self.lab = Lab(self.settings)
         self.current: Recommender | None = None
         self._stop = threading.Event()
         self._log_lock = threading.Lock()
+        install_log_filter()
+        self._erasures_seen = len(audit_hashes(self.settings))
         try:
             self.reload()
         except Exception:  # live but not ready; the watcher retries
             log.exception("Loading the champion model failed; /readyz stays 503 until one loads")
+        try:
+            self.lab.sync(self.features, self.purchases)
+        except Exception:
+            log.exception("Loading the running experiment failed; the watcher retries")
         self._watcher = threading.Thread(target=self._watch, name="champion-watcher", daemon=True)
         self._watcher.start()
 
@@ -236,6 +221,14 @@ class RecflowService:
             except Exception:  # keep serving the old model; the next check tries again
                 log.exception("Loading the new champion failed; still serving %s", self._tag())
             try:
+                self.lab.sync(self.features, self.purchases)
+            except Exception:  # keep the current experiment state; the next check tries again
+                log.exception("Following the experiment store failed")
+            try:
+                self._forget_erased()
+            except Exception:
+                log.exception("Reading the erasure audit log failed; trying again on the next check")
+            try:
                 self.known_items.refresh()
             except Exception:  # a day being written right now: read it on the next check
                 log.exception("Reading the validated catalogue failed; checking events against the old one")
@@ -248,6 +241,15 @@ class RecflowService:
                     self.current.refresh_items()
                 except Exception:
                     log.exception("Refreshing the online item features failed; serving the cached ones")
+
+    def _forget_erased(self) -> None:
+        """Drop from memory the users erased by `recflow forget` since the last check (by salted hash)."""
+        hashes = audit_hashes(self.settings)
+        if len(hashes) > self._erasures_seen:
+            new = set(hashes[self._erasures_seen :])
+            self.purchases.forget_matching(new, lambda u: user_hash(self.settings, u))
+            self.lab.forget_matching(new, lambda u: user_hash(self.settings, u))
+            self._erasures_seen = len(hashes)
 
     def _tag(self) -> str | None:
         return self.current.tag if self.current is not None else None
@@ -263,6 +265,7 @@ class RecflowService:
     @bentoml.on_shutdown
     def shutdown(self) -> None:
         self._stop.set()
+        self.lab.close()
 
     def __is_ready__(self) -> bool:
         return self.current is not None
@@ -275,7 +278,7 @@ class RecflowService:
         Runs on the event loop: the whole path is a few milliseconds of CPU, and a hop to a worker
         thread costs more under load than it saves (the GIL serialises the work anyway).
         """
-        response = self._model().recommend(user_id, k, region=region)
+        response = self.lab.recommend(self._model(), user_id, k, region)
         if response.fallback:
             metrics().fallbacks.inc()
         return response
@@ -327,6 +330,63 @@ class RecflowService:
             response.status_code = 422
         return result
 
+    @http.get(
+        "/experiment",
+        tags=["Admin"],
+        responses={
+            401: {"model": ErrorResponse, "description": "missing or wrong API key"},
+            403: {"model": ErrorResponse, "description": "no admin role, or no admin key configured"},
+        },
+    )
+    def experiment(self) -> dict:
+        """The running (or last) experiment, whether this service serves it, and per-variant counts (admin)."""
+        latest = self.lab.store.latest()
+        if latest is None:
+            return {"experiment": None, "serving": None, "variants": {}}
+        arm = self.lab.arm
+        return {
+            "experiment": {k: v for k, v in latest.__dict__.items() if k != "salt"},
+            "serving": arm.experiment.id if arm is not None else None,
+            "variants": self.lab.store.summary(latest.id),
+        }
+
+    @http.delete(
+        "/users/{user_id}",
+        response_model=ErasureResponse,
+        tags=["Admin"],
+        responses={
+            400: {"model": ErrorResponse, "description": "not a user id (3-64 characters)"},
+            401: {"model": ErrorResponse, "description": "missing or wrong API key"},
+            403: {"model": ErrorResponse, "description": "no admin role, or no admin key configured"},
+        },
+    )
+    def forget(
+        self, user_id: str = Path(min_length=3, max_length=64, description="the user to erase")
+    ) -> ErasureResponse:
+        """Erase a user from every store under the home and from this service's memory (admin role).
+
+        Raw and validated batches, quarantine, the offline and online feature stores, event and
+        experiment logs, reports: see `recflow/erasure.py`. The next `/recommend` for the user answers a
+        new user. The audit log records a salted hash of the id, never the id.
+        """
+        from recflow.erasure import forget_user, redact_metrics
+
+        self.lab.forget(user_id)
+        with self._log_lock:  # no event line is appended while the logs are rewritten
+            report = forget_user(self.settings, user_id, source="api")
+        self.purchases.forget(user_id)
+        answer = ErasureResponse(
+            user_hash=report.user_hash,
+            removed=report.removed,
+            files=report.files,
+            redis_keys=report.redis_keys,
+            unhandled=report.unhandled,
+        )
+        # BentoML counts this very request under its path once the answer is sent: redact that too
+        return JSONResponse(  # type: ignore[return-value]
+            answer.model_dump(), background=BackgroundTask(redact_metrics, metrics_dir(), user_id)
+        )
+
     def ingest(self, rows: list[Any]) -> EventsResponse:
         """`POST /events` in process: check, quarantine, log and push; see `events`."""
         now = datetime.now(UTC)
@@ -341,12 +401,13 @@ class RecflowService:
             )
             for error in checked.errors:
                 metrics().events_rejected.labels(rule=error.rule).inc()
-        frame, log_path, pushed = checked.valid, None, 0
+        frame, log_path, pushed, attributed = checked.valid, None, 0, 0
         if len(frame):
             log_path = append(
                 self.settings.home / "incoming" / day / "events.jsonl", log_lines(frame), self._log_lock
             )
             self.purchases.add(frame)
+            attributed = self.lab.attribute(rows, frame)
             if self.store is not None:
                 from features.online import push_user_events
 
@@ -357,6 +418,7 @@ class RecflowService:
         return EventsResponse(
             accepted=len(frame),
             pushed=pushed,
+            attributed=attributed,
             rejected=rejected,
             errors=checked.errors,
             log_path=log_path and str(log_path),

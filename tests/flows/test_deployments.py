@@ -19,7 +19,13 @@ from recflow.settings import load_settings
 
 def test_three_deployments_with_schedules_and_the_drift_trigger(tiny_settings):
     deployments = {d.name: d for d in build_deployments(tiny_settings)}
-    assert set(deployments) == {"daily-ingest-validate-drift", "weekly-retrain", "retrain-on-drift"}
+    assert set(deployments) == {
+        "daily-ingest-validate-drift",
+        "weekly-retrain",
+        "retrain-on-drift",
+        "daily-experiment-readout",
+    }
+    assert deployments["daily-experiment-readout"].schedules[0].schedule.cron == "30 2 * * *"
     assert deployments["daily-ingest-validate-drift"].schedules[0].schedule.cron == "0 2 * * *"
     assert deployments["weekly-retrain"].schedules[0].schedule.cron == "0 3 * * 1"
     (trigger,) = deployments["retrain-on-drift"].triggers

@@ -54,7 +54,8 @@ def test_health_is_open_and_recommend_needs_the_key(server, served):
     r = httpx.post(f"{url}/recommend", json=body, headers=AUTH)
     assert r.status_code == 200, r.text
     data = r.json()
-    assert set(data) == {"user_id", "items", "model", "fallback"} and len(data["items"]) == 3
+    assert set(data) == {"user_id", "items", "model", "fallback", "request_id", "variant", "experiment"}
+    assert len(data["items"]) == 3 and data["variant"] == "champion" and data["experiment"] == ""
     assert set(data["items"][0]) == {"item_id", "score", "reason"}
     assert httpx.get(f"{url}/metadata", headers=AUTH).json()["champion"] == served.tag
 
