@@ -31,6 +31,7 @@ STEP_S = 10.0
 STEP_RATES = (150.0, 200.0, 250.0, 300.0, 400.0, 500.0, 600.0, 800.0)
 DOC = Path(__file__).resolve().parents[1] / "docs" / "serving.md"
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
+RAMP_SECONDS = 5.0  # Locust users start over this long before the measured window (see `locust_run`)
 UNKNOWN_SHARE = 0.05  # share of requests for users the shop has never seen (cold start)
 
 
@@ -104,6 +105,7 @@ def locust_run(url: str, users_file: Path, headers: dict, tmp: Path, rate: float
 
     prefix = tmp / f"rate{rate:g}"
     users = max(1, int(round(rate)))
+    ramp = RAMP_SECONDS
     command = [
         str(Path(sys.executable).parent / "locust"),
         "-f",
@@ -113,10 +115,14 @@ def locust_run(url: str, users_file: Path, headers: dict, tmp: Path, rate: float
         url,
         "--users",
         str(users),
+        # users start spread over `ramp` seconds and the statistics restart once all run: started in
+        # the same instant, every user would ask in the same instant of each second, a burst of
+        # `rate` requests per second (queueing that no open-loop load has) instead of a steady rate
         "--spawn-rate",
-        str(users),  # everyone in the first second
+        f"{users / ramp:g}",
+        "--reset-stats",
         "--run-time",
-        f"{max(1, int(round(duration)))}s",
+        f"{max(1, int(round(duration + ramp)))}s",
         "--csv",
         str(prefix),
         "--only-summary",
