@@ -117,7 +117,8 @@ def test_a_port_held_by_someone_else_is_a_clear_error(tmp_path):
 
 
 def _start_up(home: Path, ports: dict[str, int], log: Path) -> subprocess.Popen:
-    env = os.environ | {"RECFLOW_SERVING__ACCESS_LOG": "false"}
+    # unbuffered: what `recflow up` prints is in the log as it prints it (a kill -9 loses nothing)
+    env = os.environ | {"RECFLOW_SERVING__ACCESS_LOG": "false", "PYTHONUNBUFFERED": "1"}
     env.pop("PREFECT_API_URL", None)
     command = [
         sys.executable,
@@ -159,6 +160,15 @@ def _wait_up(ports: dict[str, int], up: subprocess.Popen, log: Path, timeout: fl
             time.sleep(1.0)
 
 
+def _wait_started(log: Path, starts: int, up: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Wait until the log shows `starts` finished start-ups (`recflow up` prints its URLs last)."""
+    deadline = time.monotonic() + timeout
+    while log.read_text().count("Prefect UI ") < starts:
+        assert up.poll() is None, f"recflow up exited {up.returncode}:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"start-up {starts} never finished:\n{log.read_text()[-3000:]}"
+        time.sleep(0.2)
+
+
 def _tagged(home: Path) -> list[int]:
     """Processes whose environment carries this home's `recflow up` tag."""
     import psutil
@@ -181,6 +191,7 @@ def test_sigterm_frees_the_ports_and_a_restart_after_kill_9_works(tmp_path):
 
     up = _start_up(home, ports, log)
     _wait_up(ports, up, log)
+    _wait_started(log, 1, up)
     import httpx
 
     # a fresh home has no model: the service is live, and says so with a 503 rather than a 500
@@ -195,6 +206,7 @@ def test_sigterm_frees_the_ports_and_a_restart_after_kill_9_works(tmp_path):
 
     crashed = _start_up(home, ports, log)
     _wait_up(ports, crashed, log)
+    _wait_started(log, 2, crashed)
     crashed.kill()  # kill -9: its children are orphans now, its state file stale
     crashed.wait()
     assert state_path(home).exists()
@@ -202,6 +214,7 @@ def test_sigterm_frees_the_ports_and_a_restart_after_kill_9_works(tmp_path):
     again = _start_up(home, ports, log)
     try:
         _wait_up(ports, again, log)
+        _wait_started(log, 3, again)
         assert "stale state:" in log.read_text()
     finally:
         again.send_signal(signal.SIGTERM)
