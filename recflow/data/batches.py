@@ -114,22 +114,10 @@ def read_upserts(root: Path, table: str, day: date | None = None) -> pd.DataFram
     """
     if table not in ("items", "users"):
         raise ValueError(f"Unknown catalogue table {table!r}: expected 'items' or 'users'")
-    batches = [b for b in list_batches(root) if day is None or b.day <= day]
-    # the files' identity (path, size, modification time): a batch rewritten on disk is read again
-    signature = tuple(
-        (str(f), b.day.isoformat(), st.st_size, st.st_mtime_ns)
-        for b, f, st in ((b, b.table(table), b.table(table).stat()) for b in batches)
-    )
-    return _read_upserts(table, signature).copy()
-
-
-@lru_cache(maxsize=8)
-def _read_upserts(table: str, signature: tuple[tuple[str, str, int, int], ...]) -> pd.DataFrame:
-    """`read_upserts` for the files named in `signature`, cached: the monitoring passes read the same
-    catalogue once per day scored (the 30 days of `make run`'s dashboards read it 150 times)."""
     frames = [
-        conform(pd.read_parquet(path), table).assign(day=date.fromisoformat(day))
-        for path, day, _, _ in signature
+        conform(_read_file(b.table(table)), table).assign(day=b.day)
+        for b in list_batches(root)
+        if day is None or b.day <= day
     ]
     frames = [f for f in frames if len(f)]
     if not frames:
