@@ -10,7 +10,9 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export BENTOML_DO_NOT_TRACK := True
 export UV_LINK_MODE := copy
-RUN := $(UV) run --frozen
+export UV_COMPILE_BYTECODE := 1
+# each target's install step has synced the environment: `uv run` need not sync (and compile) again
+RUN := $(UV) run --frozen --no-sync
 
 .PHONY: help uv install install-completejourney run serve test test-fast lint format screenshots bench-quality bench-next-basket bench-validation bench-features bench-serving bench-scale up replay clean
 

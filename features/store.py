@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -121,7 +123,10 @@ def materialize(
     for begin in sorted(set(w[0] for w in windows.values())):
         names = [name for name, w in windows.items() if w[0] == begin and name not in WRITE_LATEST]
         if names:
-            store.materialize(start_date=begin, end_date=end, feature_views=names)
+            printed = io.StringIO()  # Feast prints its progress to stdout: into the log, not the terminal
+            with contextlib.redirect_stdout(printed):
+                store.materialize(start_date=begin, end_date=end, feature_views=names)
+            log.debug("feast materialize: %s", printed.getvalue().strip())
     for name in WRITE_LATEST:
         if name in windows:
             _write_latest(settings, store, name, *windows[name])

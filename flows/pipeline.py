@@ -120,7 +120,19 @@ def log_dashboards(settings: Settings, store, training_days: list[date], days: l
     from serving.package import champion_tag, model_info
 
     champion = ModelBundle.load(model_info(settings, champion_tag(settings))[0])
-    return log_history(settings, store, champion, training_days, days)
+    t0, k = time.perf_counter(), settings.train.k
+
+    def progress(snapshot) -> None:  # a line every 5 days and at the last one
+        done = days.index(snapshot.day) + 1
+        if done % 5 and done != len(days):
+            return
+        quality = f", NDCG@{k} {snapshot.quality.ndcg:.4f}" if snapshot.quality is not None else ""
+        console.print(
+            f"  dashboards: {done}/{len(days)} days logged ({snapshot.day}: drift "
+            f"{snapshot.drift.share:.0%}{quality}) ({time.perf_counter() - t0:.0f}s)"
+        )
+
+    return log_history(settings, store, champion, training_days, days, progress)
 
 
 # ---------------------------------------------------------------- the flow

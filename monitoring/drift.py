@@ -71,9 +71,23 @@ def column_thresholds(cfg: MonitoringSettings, columns: list[str]) -> dict[str, 
 
 
 def drift_report(
-    reference: pd.DataFrame, current: pd.DataFrame, cfg: MonitoringSettings, timestamp: datetime | None = None
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    cfg: MonitoringSettings,
+    timestamp: datetime | None = None,
+    detailed: bool = True,
 ):
     """Run Evidently's `DataDriftPreset` on the monitored columns present in both frames.
+
+    Args:
+        reference: per-event table of the reference window (`monitoring.frames`).
+        current: per-event table of the batch to check.
+        cfg: the monitoring settings (methods, thresholds, drift share).
+        timestamp: the snapshot's time (now if None).
+        detailed: False runs the metrics the preset generates (`DriftedColumnsCount` and one
+            `ValueDrift` per column: the same figures, tests and decision) without the preset's
+            rendering, which recomputes every column's distributions for its HTML table and costs
+            three times the metrics themselves. For snapshots logged in bulk (the dashboards' history).
 
     Returns:
         The Evidently `Snapshot` (the run), ready to save as HTML or add to a workspace.
@@ -82,6 +96,7 @@ def drift_report(
         ValueError: if a frame is empty or no monitored column is present.
     """
     from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import DriftedColumnsCount, ValueDrift
     from evidently.presets import DataDriftPreset
 
     if reference.empty or current.empty:
@@ -95,14 +110,19 @@ def drift_report(
             f"No monitored column in the frames; expected some of {NUMERICAL_COLUMNS + CATEGORICAL_COLUMNS}"
         )
     definition = DataDefinition(numerical_columns=num, categorical_columns=cat)
-    preset = DataDriftPreset(
-        columns=num + cat,
-        drift_share=cfg.drift_share_threshold,
-        num_method=cfg.num_stattest,
-        cat_method=cfg.cat_stattest,
-        per_column_threshold=column_thresholds(cfg, num + cat),
-    )
-    report = Report([preset], include_tests=True)
+    thresholds = column_thresholds(cfg, num + cat)
+    options = {"drift_share": cfg.drift_share_threshold, "num_method": cfg.num_stattest}
+    options |= {"cat_method": cfg.cat_stattest, "per_column_threshold": thresholds}
+    if detailed:
+        metrics: list = [DataDriftPreset(columns=num + cat, **options)]
+    else:  # what DataDriftPreset.generate_metrics makes of the same options
+        metrics = [DriftedColumnsCount(columns=num + cat, **options)] + [
+            ValueDrift(
+                column=c, method=cfg.num_stattest if c in num else cfg.cat_stattest, threshold=thresholds[c]
+            )
+            for c in num + cat
+        ]
+    report = Report(metrics, include_tests=True)
     return report.run(
         Dataset.from_pandas(current[num + cat], data_definition=definition),
         Dataset.from_pandas(reference[num + cat], data_definition=definition),
@@ -140,6 +160,7 @@ def detect_drift(
     settings: Settings,
     out_dir: Path,
     timestamp: datetime | None = None,
+    detailed: bool = True,
 ) -> DriftResult:
     """Compare `current` with `reference`, save the Evidently HTML and a JSON decision under `out_dir`.
 
@@ -150,12 +171,13 @@ def detect_drift(
         out_dir: folder for `drift.html` and `drift.json` (created if missing), usually a subfolder of
             `settings.reports_dir`.
         timestamp: when the current batch happened (the snapshot's time on dashboards); now if None.
+        detailed: the preset's HTML table of every column's distributions (see `drift_report`).
 
     Returns:
         The decision with the per-column scores and the report paths.
     """
     cfg = settings.monitoring
-    run = drift_report(reference, current, cfg, timestamp)
+    run = drift_report(reference, current, cfg, timestamp, detailed)
     scores = column_scores(run)
     thresholds = column_thresholds(cfg, list(scores))
     drifted = drifted_columns(run)

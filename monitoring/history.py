@@ -43,16 +43,17 @@ def index_path(settings: Settings) -> Path:
     return settings.reports_dir / "dashboards.json"
 
 
-def forget_days(settings: Settings, days: Sequence[date]) -> int:
+def forget_days(settings: Settings, days: Sequence[date], opened: tuple | None = None) -> int:
     """Delete the workspace snapshots an earlier `log_history` logged for `days`; returns how many.
 
     The ids come from `index_path` (reading every snapshot to find its day would read megabytes).
+    `opened` is `(workspace, project)` from `monitoring.workspace.open_project`, when the caller has them.
     """
     from monitoring.workspace import open_project
 
     path = index_path(settings)
     index = json.loads(path.read_text()) if path.exists() else {}
-    workspace, project = open_project(settings)
+    workspace, project = opened or open_project(settings)
     existing = {str(s) for s in workspace.list_runs(project.id)}
     removed = 0
     for day in days:
@@ -97,10 +98,11 @@ def log_history(
     from monitoring.drift import detect_drift
     from monitoring.frames import frames_for_days
     from monitoring.quality import day_quality
-    from monitoring.workspace import log_batch
+    from monitoring.workspace import log_batch, open_project
     from recflow.data.batches import read_events
 
-    forget_days(settings, days)
+    opened = open_project(settings)  # once: opening reads every snapshot the workspace holds
+    forget_days(settings, days, opened)
     events = read_events(settings.validated_dir)  # read once for every day's quality
     inter = weighted_interactions(events, settings)
     out = []
@@ -110,11 +112,16 @@ def log_history(
         window = [d for d in reference_days if d != day]
         reference, current = frames_for_days(settings, window, [day])
         drift = detect_drift(
-            reference, current, settings, settings.reports_dir / "drift" / day.isoformat(), when
+            reference,
+            current,
+            settings,
+            settings.reports_dir / "drift" / day.isoformat(),
+            when,
+            detailed=False,
         )
         quality = day_quality(settings, store, bundle, day, events=events, inter=inter)
         quality = quality if quality.users else None
-        _remember(settings, day, log_batch(settings, drift, quality, timestamp=when, name=day.isoformat()))
+        _remember(settings, day, log_batch(settings, drift, quality, when, day.isoformat(), opened))
         snapshot = DaySnapshot(day, drift, quality)
         out.append(snapshot)
         if progress is not None:

@@ -118,6 +118,7 @@ def log_batch(
     quality: QualityResult | None = None,
     timestamp: datetime | None = None,
     name: str | None = None,
+    opened: tuple | None = None,
 ) -> list[str]:
     """Add this batch's drift and quality snapshots to the workspace project.
 
@@ -127,6 +128,8 @@ def log_batch(
         quality: result of `recommendation_quality`, if feedback exists.
         timestamp: the batch's time (for the quality snapshot; the drift snapshot has its own).
         name: snapshot name, e.g. the batch day.
+        opened: `(workspace, project)` from `open_project`, for a caller logging many batches (opening
+            the workspace reads every snapshot in it, which grows with each batch).
 
     Returns:
         The ids of the snapshots added.
@@ -134,7 +137,7 @@ def log_batch(
     Raises:
         ValueError: if `drift` carries no snapshot (it was not produced by `detect_drift`).
     """
-    workspace, project = open_project(settings)
+    workspace, project = opened or open_project(settings)
     added = []
     if drift is not None:
         if drift.snapshot is None:

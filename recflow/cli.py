@@ -65,6 +65,9 @@ def run(
     data: DataOpt = None,
 ) -> None:
     """Run the whole pipeline once: land -> validate -> features -> train -> package -> drift check."""
+    # the terminal shows the stages, their progress and the summary; Prefect's per-task INFO lines
+    # still reach the flow run's logs in the Prefect UI (its API handler), only not the console
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     settings = _settings(profile, home, data)
     from flows.pipeline import run_pipeline
 

@@ -94,11 +94,10 @@ def _read_file(path: Path) -> pd.DataFrame:
     Monitoring reads the same days again and again (each day of the dashboards reads its training
     window); batches are write-once, and a rewritten file has a new identity, so it is read again.
     """
-    st = path.stat()
-    return _read_parquet(str(path), st.st_size, st.st_mtime_ns)
+    return _read_parquet(*_identity(path))
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=512)  # a year of daily batches' catalogue tables; a month's of all three
 def _read_parquet(path: str, size: int, mtime_ns: int) -> pd.DataFrame:
     return pd.read_parquet(path)
 
@@ -139,6 +138,20 @@ def read_snapshot(root: Path, table: str, day: date | None = None) -> pd.DataFra
     if not batches:
         when = "" if day is None else f" on or before {day}"
         raise FileNotFoundError(f"no batches{when} under {root}: run ingestion first")
+    if table not in ("items", "users"):
+        raise ValueError(f"Unknown catalogue table {table!r}: expected 'items' or 'users'")
+    files = tuple(_identity(b.table(table)) for b in batches)
+    return _snapshot(root, table, day, files).copy()  # a copy: callers may change theirs
+
+
+def _identity(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return str(path), st.st_size, st.st_mtime_ns
+
+
+@lru_cache(maxsize=64)
+def _snapshot(root: Path, table: str, day: date | None, files: tuple) -> pd.DataFrame:
+    """`read_snapshot`'s result, cached by the identity of every file it reads (`files`)."""
     rows = read_upserts(root, table, day)
     latest = rows.drop_duplicates(KEYS[table], keep="last").drop(columns="day")
     return latest.sort_values(KEYS[table], kind="stable").reset_index(drop=True)

@@ -69,6 +69,12 @@ def test_an_injected_drift_alarms(tmp_path):
     assert {"user_category_share", "item_popularity_rank"} <= set(result.drifted_columns)
     assert json.loads(result.json_path.read_text())["drifted_columns"] == result.drifted_columns
 
+    # the bulk variant (no preset rendering, for the dashboards' history) decides exactly the same
+    light = detect_drift(reference, current, settings, tmp_path / "light", detailed=False)
+    assert light.scores == result.scores
+    assert light.drifted_columns == result.drifted_columns
+    assert (light.share, light.detected) == (result.share, result.detected)
+
 
 def test_a_p_value_test_would_false_alarm_where_distances_do_not(tiny_settings, tiny_batches, tmp_path):
     """Why the calibration exists: the same quiet batch, judged by p-values, flags columns."""
