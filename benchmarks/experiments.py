@@ -1,10 +1,12 @@
 """A simulated market for online experiments: do the readout's error rates hold what they claim?
 
 Synthetic users belong to taste clusters that only the generator knows (the hidden preference). A
-recommender shows each user one list of `k` items; the user clicks an item with a probability that
-falls with its position and is five times higher for an item of the user's cluster, and buys a clicked
-item with probability `p_buy`. Two recommenders: **good** fills the list from the user's cluster,
-**weak** fills only `weak_share` of it from the cluster and the rest at random.
+recommender shows each user one list of `k` items; the user answers it through the market's response
+model (`recflow.data.market.ResponseModel`, the one `recflow simulate --experiment` uses): a click
+probability that falls with the position and is five times higher for an item of the user's cluster,
+a clicked item carted and a carted item bought with probability 0.5 each. Two recommenders: **good**
+fills the list from the user's cluster, **weak** fills only `weak_share` of it from the cluster and
+the rest at random.
 
 Each simulated day brings `users_per_day` new users; each is assigned by the experiment's own salted
 hash (`recflow.experiments.Experiment.variant`), answered by the variant's recommender, and the logs
@@ -33,22 +35,22 @@ import numpy as np
 import pandas as pd
 
 from monitoring.experiment_readout import readout
+from recflow.data.market import Response, ResponseModel
 from recflow.experiments import Experiment
 
 
 @dataclass(frozen=True)
 class Market:
-    """The hidden preference and the response model."""
+    """The hidden preference (items in `n_clusters` taste clusters), the toy recommenders' lists and
+    the market's response model."""
 
     n_items: int = 400
     n_clusters: int = 8
     k: int = 10
     users_per_day: int = 400
     share: float = 0.5
-    p_click: float = 0.04
-    in_cluster_lift: float = 5.0
-    p_buy: float = 0.25
     weak_share: float = 0.5
+    response: ResponseModel = ResponseModel()
 
     def item_clusters(self) -> np.ndarray:
         return np.arange(self.n_items) % self.n_clusters
@@ -62,15 +64,9 @@ class Market:
         chosen += list(rng.choice(others, self.k - n_mine, replace=False))
         return np.array(chosen)
 
-    def respond(
-        self, rng: np.random.Generator, cluster: int, items: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Which shown items the user clicks and which of those it buys."""
-        affinity = np.where(self.item_clusters()[items] == cluster, self.in_cluster_lift, 1.0)
-        position = 1.0 / (1.0 + 0.2 * np.arange(len(items)))
-        clicks = rng.random(len(items)) < np.clip(self.p_click * affinity * position, 0, 1)
-        buys = clicks & (rng.random(len(items)) < self.p_buy)
-        return clicks, buys
+    def respond(self, rng: np.random.Generator, cluster: int, items: np.ndarray) -> Response:
+        """What a user of `cluster` does with the shown `items` (the response model)."""
+        return self.response.respond(rng, self.item_clusters()[items] == cluster)
 
     def conversion(self, model: str, samples: int = 200_000, seed: int = 0) -> float:
         """The true share of users who buy from `model`'s list (Monte Carlo over the generator)."""
@@ -79,8 +75,7 @@ class Market:
         for _ in range(samples // 100):
             cluster = int(rng.integers(self.n_clusters))
             for _ in range(100):
-                _, buys = self.respond(rng, cluster, self.show(rng, cluster, model))
-                bought += bool(buys.any())
+                bought += bool(self.respond(rng, cluster, self.show(rng, cluster, model)).purchases.any())
         return bought / samples
 
 
@@ -95,14 +90,16 @@ def run_experiment(market: Market, models: dict[str, str], days: int, seed: int,
             variant = experiment.variant(user)
             cluster = int(rng.integers(market.n_clusters))
             items = market.show(rng, cluster, models[variant])
-            clicks, buys = market.respond(rng, cluster, items)
+            response = market.respond(rng, cluster, items)
             request = f"{user}-r"
             assignments.append((user, variant))
             impressions += [(request, p, f"i{i}", user, variant) for p, i in enumerate(items)]
-            outcomes += [(request, user, f"i{items[p]}", "view", variant, p) for p in np.flatnonzero(clicks)]
-            outcomes += [
-                (request, user, f"i{items[p]}", "purchase", variant, p) for p in np.flatnonzero(buys)
-            ]
+            for kind, done in (
+                ("view", response.clicks),
+                ("add_to_cart", response.carts),
+                ("purchase", response.purchases),
+            ):
+                outcomes += [(request, user, f"i{items[p]}", kind, variant, p) for p in np.flatnonzero(done)]
     logs = {
         "assignments": pd.DataFrame(assignments, columns=["user_id", "variant"]),
         "impressions": pd.DataFrame(

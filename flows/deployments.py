@@ -12,7 +12,9 @@ Four deployments, served by one `prefect.serve` process (`recflow up`):
   on `recflow.drift.detected`.
 
 Flow parameters are plain strings (profile, home) so that runs started by schedules and automations
-load the same settings as the serving process.
+load the same settings as the serving process; the retraining deployments also carry
+`require_online_win` (`recflow up --require-online-win`), so a challenger that passes the offline gate
+is started as an online experiment instead of being promoted.
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ WEEKLY_CRON = "0 3 * * 1"
 READOUT_CRON = "30 2 * * *"
 
 
-def _settings(profile: str | None, home: str | None) -> Settings:
-    overrides = {"home": Path(home)} if home else {}
+def _settings(profile: str | None, home: str | None, require_online_win: bool = False) -> Settings:
+    overrides: dict = {"home": Path(home)} if home else {}
+    if require_online_win:  # False leaves the setting as the environment has it
+        overrides["experiments"] = {"require_online_win": True}
     return load_settings(profile, **overrides)  # type: ignore[arg-type]
 
 
@@ -136,18 +140,25 @@ def champion_quality(settings: Settings, store, day: date):
 
 
 @flow(name="recflow-retrain", log_prints=False)
-def retrain(profile: str | None = None, home: str | None = None, reason: str = "manual") -> dict:
+def retrain(
+    profile: str | None = None,
+    home: str | None = None,
+    reason: str = "manual",
+    require_online_win: bool = False,
+) -> dict:
     """Retrain on the validated store, then gate the challenger against the champion before promoting.
 
     The gate compares hit rates on the newest validated day (held out from the challenger's training;
     the champion trained earlier) and on the golden day, fixed at the first promotion
-    (`<home>/monitoring/golden.json`). The challenger stays in the model store either way.
+    (`<home>/monitoring/golden.json`). The challenger stays in the model store either way. With
+    `require_online_win` (or the setting), a challenger that passes starts an online experiment
+    instead of being promoted (`flows.promotion.gate_and_promote`).
     """
     from features.store import prepare_feature_store
     from flows.promotion import gate_and_promote
     from models.train import train_models
 
-    settings = _settings(profile, home)
+    settings = _settings(profile, home, require_online_win)
     trained = train_models(settings, prepare_feature_store(settings), verbose=0)
     result = gate_and_promote(settings, trained.bundle_path, {"retrain_reason": reason})
     get_run_logger().info("retrain (%s): %s", reason, result["reason"])
@@ -155,13 +166,15 @@ def retrain(profile: str | None = None, home: str | None = None, reason: str = "
 
 
 def build_deployments(settings: Settings) -> list:
-    """The four deployments, parameterised with this process's profile and home."""
+    """The four deployments, parameterised with this process's profile and home (and, for retraining,
+    whether a challenger must win online)."""
     params = {"profile": settings.profile, "home": str(settings.home.resolve())}
+    retrain_params = {**params, "require_online_win": settings.experiments.require_online_win}
     on_drift = DeploymentEventTrigger(
         name="retrain when drift is detected",
         expect={DRIFT_EVENT},
         match={"prefect.resource.id": "recflow.batch.*"},
-        parameters={**params, "reason": "drift"},
+        parameters={**retrain_params, "reason": "drift"},
     )
     return [
         daily_monitoring.to_deployment(
@@ -170,13 +183,13 @@ def build_deployments(settings: Settings) -> list:
         retrain.to_deployment(
             name="weekly-retrain",
             cron=WEEKLY_CRON,
-            parameters={**params, "reason": "weekly"},
+            parameters={**retrain_params, "reason": "weekly"},
             tags=["recflow"],
         ),
         retrain.to_deployment(
             name="retrain-on-drift",
             triggers=[on_drift],
-            parameters=params,
+            parameters=retrain_params,
             tags=["recflow"],
             # one retraining at a time: alarms while it runs are dropped (it learns those days already)
             concurrency_limit=ConcurrencyLimitConfig(
@@ -187,6 +200,27 @@ def build_deployments(settings: Settings) -> list:
             name="daily-experiment-readout", cron=READOUT_CRON, parameters=params, tags=["recflow", "daily"]
         ),
     ]
+
+
+def runner_command(settings: Settings) -> list[str]:
+    """The command of the process that serves the deployments (`python -m flows.deployments ...`)."""
+    import sys
+
+    command = [sys.executable, "-m", "flows.deployments", "--profile", settings.profile]
+    command += ["--home", str(settings.home.resolve())]
+    return command + (["--require-online-win"] if settings.experiments.require_online_win else [])
+
+
+def main(argv: list[str] | None = None) -> Settings:
+    """The settings of the deployments' process from its command line (`runner_command`)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Serve recflow's Prefect deployments (PREFECT_API_URL).")
+    parser.add_argument("--profile", default=None)
+    parser.add_argument("--home", default=None)
+    parser.add_argument("--require-online-win", action="store_true", help="experiments.require_online_win")
+    args = parser.parse_args(argv)
+    return _settings(args.profile, args.home, args.require_online_win)
 
 
 def serve_deployments(settings: Settings) -> None:
@@ -267,7 +301,6 @@ def platform_up(
     open_project(settings)  # the workspace and its dashboards exist before the UI opens
     if champion_tag(settings) is None and (tag := latest_tag(settings)) is not None:
         promote(settings, tag)  # as `recflow serve` does: the newest package serves
-    home = str(settings.home.resolve())
     supervisor = Supervisor(settings.home)
     prefect = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1"]
     evidently = [
@@ -278,7 +311,7 @@ def platform_up(
         "--port",
         str(evidently_port),
     ]
-    runner = [sys.executable, "-m", "flows.deployments", "--profile", settings.profile, "--home", home]
+    runner = runner_command(settings)
     logs = settings.home.resolve() / "logs"  # the children's output: the terminal keeps the platform's lines
     logs.mkdir(parents=True, exist_ok=True)
 
@@ -325,10 +358,4 @@ def platform_up(
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Serve recflow's Prefect deployments (PREFECT_API_URL).")
-    parser.add_argument("--profile", default=None)
-    parser.add_argument("--home", default=None)
-    args = parser.parse_args()
-    serve_deployments(_settings(args.profile, args.home))
+    serve_deployments(main())

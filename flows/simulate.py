@@ -73,7 +73,7 @@ class DayRecord:
         return d
 
 
-def simulation_settings(settings: Settings, days: int, drift_day: int) -> Settings:
+def simulation_settings(settings: Settings, days: int, drift_day: int | None) -> Settings:
     """The settings of the simulated world: its own home under `settings.home / "simulate"`."""
     base = settings.model_dump()
     base["home"] = settings.home / "simulate"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -27,6 +27,14 @@ HomeOpt = Annotated[Path | None, typer.Option(help="artefact root (RECFLOW_HOME)
 DataOpt = Annotated[
     str | None,
     typer.Option("--data", help="'synthetic', 'amazon:PATH', 'completejourney' or 'completejourney:DIR'"),
+]
+RequireOnlineWinOpt = Annotated[
+    bool,
+    typer.Option(
+        "--require-online-win",
+        help="a challenger that passes the offline gate is not promoted but started as an online "
+        "experiment, promoted only if it wins (experiments.require_online_win)",
+    ),
 ]
 
 
@@ -46,15 +54,26 @@ def prepare_environment(settings: Settings) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
-def _settings(profile: Profile | None, home: Path | None, data: str | None = None) -> Settings:
+def _settings(
+    profile: Profile | None, home: Path | None, data: str | None = None, require_online_win: bool = False
+) -> Settings:
+    settings = cli_settings(profile, home, data, require_online_win)
+    prepare_environment(settings)
+    return settings
+
+
+def cli_settings(
+    profile: Profile | None, home: Path | None, data: str | None = None, require_online_win: bool = False
+) -> Settings:
+    """The settings of a command: the profile, then `RECFLOW_*` environment, then these options."""
     overrides: dict = {}
     if home is not None:
         overrides["home"] = home
     if data is not None:
         overrides["data"] = {"source": data}
-    settings = load_settings(profile, **overrides)
-    prepare_environment(settings)
-    return settings
+    if require_online_win:  # without the flag, the setting (RECFLOW_EXPERIMENTS__REQUIRE_ONLINE_WIN) holds
+        overrides["experiments"] = {"require_online_win": True}
+    return load_settings(profile, **overrides)
 
 
 @app.command()
@@ -63,12 +82,13 @@ def run(
     profile: ProfileOpt = None,
     home: HomeOpt = None,
     data: DataOpt = None,
+    require_online_win: RequireOnlineWinOpt = False,
 ) -> None:
     """Run the whole pipeline once: land -> validate -> features -> train -> package -> drift check."""
     # the terminal shows the stages, their progress and the summary; Prefect's per-task INFO lines
     # still reach the flow run's logs in the Prefect UI (its API handler), only not the console
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    settings = _settings(profile, home, data)
+    settings = _settings(profile, home, data, require_online_win)
     from flows.pipeline import run_pipeline
 
     with without_banners():
@@ -384,17 +404,51 @@ def bench_scale(
 def simulate(
     json_out: Annotated[Path, typer.Option("--json", help="write the per-day results here (PNG beside it)")],
     days: Annotated[int, typer.Option(help="simulated days")] = 30,
-    drift_day: Annotated[int, typer.Option(help="first day (0-based) with injected drift")] = 15,
+    drift_day: Annotated[
+        int | None,
+        typer.Option(help="first day (0-based) with injected drift (default 15; none with --experiment)"),
+    ] = None,
     window: Annotated[int, typer.Option(help="days a model trains on")] = 7,
+    experiment: Annotated[
+        Literal["aa", "ab"] | None,
+        typer.Option(
+            help="instead of the closed loop, an online experiment on the simulated market: 'aa' (the "
+            "trained package in both arms) or 'ab' (the trained package against itself without histories)"
+        ),
+    ] = None,
+    share: Annotated[float, typer.Option(help="--experiment: the challenger's share of users")] = 0.5,
+    click_rate: Annotated[
+        float, typer.Option(help="--experiment: click probability of the first, out-of-taste item")
+    ] = 0.04,
     profile: ProfileOpt = None,
     home: HomeOpt = None,
 ) -> None:
-    """Replay daily synthetic batches through the closed loop: drift -> retrain -> gate -> promote."""
+    """Replay daily synthetic batches through the closed loop: drift -> retrain -> gate -> promote.
+
+    With --experiment, the synthetic users answer what two variants show them instead (they click and
+    buy by a hidden taste the generator knows), and the experiment readout says which variant wins.
+    """
     settings = _settings(profile, home)
+    if experiment is not None:
+        from flows.market import run_market
+        from recflow.data.market import ResponseModel
+
+        with without_banners():
+            run_market(
+                settings,
+                experiment,
+                days,
+                window,
+                share,
+                json_out,
+                drift_day=drift_day,
+                response=ResponseModel(p_click=click_rate),
+            )
+        return
     from flows.simulate import run_simulation
 
     with without_banners():
-        run_simulation(settings, days, drift_day, json_out, window=window)
+        run_simulation(settings, days, 15 if drift_day is None else drift_day, json_out, window=window)
 
 
 @app.command()
@@ -412,6 +466,7 @@ def up(
     profile: ProfileOpt = None,
     home: HomeOpt = None,
     data: DataOpt = None,
+    require_online_win: RequireOnlineWinOpt = False,
 ) -> None:
     """Start Prefect (UI), the BentoML service and the Evidently UI; serve the scheduled deployments.
 
@@ -426,6 +481,8 @@ def up(
         options = ReplayOptions(day_seconds=day_seconds, drift_day=drift_day, data=data or "synthetic")
         os.environ.update(replay_environment(settings, options))  # every process reads the same world
         settings = replay_settings(settings, options)
+    if require_online_win:  # the retraining deployments carry it (flows.deployments.build_deployments)
+        settings.experiments.require_online_win = True
     if serving_port is not None:
         settings.serving.port = serving_port
     from flows.deployments import platform_up

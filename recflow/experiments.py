@@ -135,8 +135,14 @@ class ExperimentStore:
         metadata.create_all(self.engine)
 
     # ---- experiments -----------------------------------------------------------------------------
-    def start(self, challenger: str, share: float, shadow: bool, champion: str | None) -> Experiment:
-        """Start an experiment; raises ExperimentError while another one runs."""
+    def start(
+        self, challenger: str, share: float, shadow: bool, champion: str | None, salt: str | None = None
+    ) -> Experiment:
+        """Start an experiment; raises ExperimentError while another one runs.
+
+        `salt` fixes the assignment (a simulation replays the same split for a seed); a new random
+        salt by default, so every experiment reshuffles users.
+        """
         if not 0 < share < 1:
             raise ValueError(f"share must be between 0 and 1 (exclusive); got {share}.")
         if challenger == champion:
@@ -153,7 +159,7 @@ class ExperimentStore:
                 champion=champion,
                 share=share,
                 shadow=shadow,
-                salt=secrets.token_hex(16),
+                salt=salt or secrets.token_hex(16),
                 started_at=_now(),
             )
             db.execute(experiments_table.insert().values(**experiment.__dict__))

@@ -103,6 +103,17 @@ def build_world(cfg: DataSettings, seed: int) -> World:
     )
 
 
+def taste_on(world: World, cfg: DataSettings, seed: int, day: int) -> np.ndarray:
+    """Each user's taste cluster on `day` (by row): the latent one, or from `drift_day` on the next
+    cluster for the drifted share (`drift_strength`) of users. Events and `recflow.data.market`'s
+    responses both follow it."""
+    cluster = world.user_cluster.copy()
+    if cfg.drift_day is not None and day >= cfg.drift_day:
+        shifted = np.random.default_rng([seed, 10_007]).random(len(cluster)) < cfg.drift_strength
+        cluster[shifted] = (cluster[shifted] + 1) % cfg.n_clusters
+    return cluster
+
+
 def _sample(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.minimum(np.searchsorted(cdf, u * cdf[-1], side="right"), len(cdf) - 1)
 
@@ -120,11 +131,9 @@ def generate_day(world: World, cfg: DataSettings, seed: int, day: int) -> dict[s
 
     available = world.item_created_day <= day
     weight = np.where(available, world.item_weight, 0.0)
-    cluster = world.user_cluster.copy()
+    cluster = taste_on(world, cfg, seed, day)
     category_price_factor = np.ones(cfg.n_categories)
     if drifted:
-        shifted = np.random.default_rng([seed, 10_007]).random(len(cluster)) < cfg.drift_strength
-        cluster[shifted] = (cluster[shifted] + 1) % n_clusters
         category_price_factor[world.category_cluster % 2 == 1] = cfg.drift_price_factor
 
     # who is active today, how many sessions

@@ -12,8 +12,18 @@ import uuid
 from pathlib import Path
 
 import pytest
+from prefect.utilities.callables import parameter_schema
 
-from flows.deployments import DRIFT_EVENT, build_deployments, prefect_env, wait_for_http
+from flows.deployments import (
+    DRIFT_EVENT,
+    _settings,
+    build_deployments,
+    main,
+    prefect_env,
+    retrain,
+    runner_command,
+    wait_for_http,
+)
 from recflow.settings import load_settings
 
 
@@ -33,6 +43,46 @@ def test_three_deployments_with_schedules_and_the_drift_trigger(tiny_settings):
     assert trigger.parameters["reason"] == "drift"
     assert trigger.parameters["home"] == str(tiny_settings.home.resolve())
     assert not deployments["retrain-on-drift"].schedules
+
+
+def test_require_online_win_reaches_the_retraining_deployments(tiny_settings):
+    assert "--require-online-win" not in runner_command(tiny_settings)
+    assert build_deployments(tiny_settings)[1].parameters["require_online_win"] is False
+    settings = tiny_settings.model_copy(deep=True)
+    settings.experiments.require_online_win = True  # what `recflow up --require-online-win` sets
+    command = runner_command(settings)
+    assert command[1:3] == ["-m", "flows.deployments"] and "--require-online-win" in command
+    served = main(command[3:])  # the settings the deployments' process reads from that command line
+    assert served.experiments.require_online_win and served.home == settings.home.resolve()
+    deployments = {d.name: d for d in build_deployments(served)}
+    for name in ("weekly-retrain", "retrain-on-drift"):
+        assert deployments[name].parameters["require_online_win"] is True
+    # the API checks deployment parameters against the flow's signature (enforce_parameter_schema)
+    assert "require_online_win" in parameter_schema(retrain).properties
+    (trigger,) = deployments["retrain-on-drift"].triggers
+    assert trigger.parameters["require_online_win"] is True and trigger.parameters["reason"] == "drift"
+    assert "require_online_win" not in deployments["daily-ingest-validate-drift"].parameters
+    # the retrain flow's settings, as a run of those deployments loads them
+    home = str(settings.home)
+    assert _settings("tiny", home, require_online_win=True).experiments.require_online_win
+    assert not _settings("tiny", home).experiments.require_online_win
+
+
+def test_require_online_win_flag_of_run_and_up(tiny_settings, monkeypatch):
+    import typer.main
+
+    from recflow.cli import app, cli_settings
+
+    commands = typer.main.get_command(app).commands
+    for name in ("run", "up"):
+        context = commands[name].make_context(name, ["--require-online-win"])
+        assert context.params["require_online_win"] is True
+        assert commands[name].make_context(name, []).params["require_online_win"] is False
+    home = tiny_settings.home
+    assert cli_settings("tiny", home, require_online_win=True).experiments.require_online_win
+    assert not cli_settings("tiny", home).experiments.require_online_win
+    monkeypatch.setenv("RECFLOW_EXPERIMENTS__REQUIRE_ONLINE_WIN", "true")  # the setting alone still holds
+    assert cli_settings("tiny", home).experiments.require_online_win
 
 
 def test_postgres_url_reaches_the_prefect_server(tiny_settings):
