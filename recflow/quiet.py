@@ -53,6 +53,14 @@ def quiet_library_warnings() -> None:
         warnings.filterwarnings("ignore", category=category)
     for note in NOTES:
         warnings.filterwarnings("ignore", message=note)
+    # numpy's corrcoef on a constant column (Evidently's drift table correlates every pair of columns;
+    # a data set without a column's variation, like Amazon's single event type, makes a NaN, not news)
+    warnings.filterwarnings(
+        "ignore",
+        message="invalid value encountered in divide",
+        category=RuntimeWarning,
+        module=r"numpy\.lib\._function_base_impl",
+    )
     captured = logging.getLogger("py.warnings")
     if not any(isinstance(f, LibraryWarnings) for f in captured.filters):
         captured.addFilter(LibraryWarnings())

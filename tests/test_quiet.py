@@ -59,3 +59,21 @@ def test_known_banners_are_dropped_from_stderr_every_other_line_gets_through(cap
         "Traceback (most recent call last):",
         "after the block",
     ]
+
+
+def test_a_constant_column_correlation_is_not_printed():
+    """Evidently's drift table correlates every pair of columns; a constant one gives numpy's NaN warning."""
+    import numpy as np
+
+    from recflow.quiet import quiet_library_warnings
+
+    constant_and_varying = np.array([[1.0, 1.0, 1.0], [1.0, 2.0, 3.0]])
+    with warnings.catch_warnings(record=True) as before:
+        warnings.simplefilter("always")
+        np.corrcoef(constant_and_varying)
+    assert any("invalid value" in str(w.message) for w in before)  # numpy does warn
+    with warnings.catch_warnings(record=True) as after:
+        warnings.simplefilter("always")
+        quiet_library_warnings()
+        np.corrcoef(constant_and_varying)
+    assert not any("invalid value" in str(w.message) for w in after)
