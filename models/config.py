@@ -69,6 +69,7 @@ class PipelineConfig:
             patience=t.patience,
             refit_epochs=t.refit_epochs,
             max_windows=t.max_windows,
+            negatives=t.negatives,
             seed=settings.seed,
         )
         ranker = RankerConfig(

@@ -121,6 +121,7 @@ def held_out(
     cut: pd.Timestamp,
     end: pd.Timestamp | None = None,
     inter: pd.DataFrame | None = None,
+    max_users: int | None = None,
 ) -> HeldOut:
     """The users with interactions both before `cut` and in [`cut`, `end`), as the module docstring says.
 
@@ -130,6 +131,7 @@ def held_out(
         cut: the instant the users are scored at.
         end: the end of the held-out span (default: everything after `cut`).
         inter: `weighted_interactions` of the validated events, when the caller has them already.
+        max_users: at most this many of those users, a sample seeded by `cut` (None: all of them).
     """
     if inter is None:
         inter = weighted_interactions(read_events(settings.validated_dir), settings)
@@ -139,6 +141,9 @@ def held_out(
     if end is not None:
         after = after[after["timestamp"] < pd.Timestamp(end)]
     returning = sorted(set(after["user_id"]) & set(before["user_id"]))
+    if max_users is not None and len(returning) > max_users:
+        rng = np.random.default_rng(int(cut.timestamp()))
+        returning = sorted(rng.choice(np.array(returning, dtype=object), max_users, replace=False).tolist())
     histories = before[before["user_id"].isin(returning)].groupby("user_id", sort=True)["item_id"].agg(list)
     bought = (
         before[before["event_type"] == "purchase"].groupby("user_id")["item_id"].agg(lambda s: sorted(set(s)))

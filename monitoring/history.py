@@ -7,7 +7,9 @@ deployment scores a new batch: the day's data drift against the training referen
 (`monitoring.quality.day_quality`, the one scorer), stamped with the day. A day inside the training
 window is compared with the window without that day: the popularity and category-share columns are
 measured against the window's older days (`monitoring.frames`), and a day measured against a profile
-that contains it would look drifted (in-sample) when it is not. Snapshots of the same day
+that contains it would look drifted (in-sample) when it is not. A day's quality scores at most
+`monitoring.history_users` of its returning users (a seeded sample on a busy day: Beauty's days would
+otherwise cost 9 s each). Snapshots of the same day
 from an earlier run are replaced, so running the pipeline again does not double the points.
 """
 
@@ -119,7 +121,15 @@ def log_history(
             when,
             detailed=False,
         )
-        quality = day_quality(settings, store, bundle, day, events=events, inter=inter)
+        quality = day_quality(
+            settings,
+            store,
+            bundle,
+            day,
+            events=events,
+            inter=inter,
+            max_users=settings.monitoring.history_users,
+        )
         quality = quality if quality.users else None
         _remember(settings, day, log_batch(settings, drift, quality, when, day.isoformat(), opened))
         snapshot = DaySnapshot(day, drift, quality)

@@ -166,9 +166,10 @@ def day_quality(
     k: int | None = None,
     events: pd.DataFrame | None = None,
     inter: pd.DataFrame | None = None,
+    max_users: int | None = None,
 ) -> QualityResult:
     """Quality of what `bundle` serves on `day` to the users who come back that day (see `day_evaluation`)."""
-    return day_evaluation(settings, store, bundle, day, k, events, inter)[0]
+    return day_evaluation(settings, store, bundle, day, k, events, inter, max_users)[0]
 
 
 def day_evaluation(
@@ -179,12 +180,15 @@ def day_evaluation(
     k: int | None = None,
     events: pd.DataFrame | None = None,
     inter: pd.DataFrame | None = None,
+    max_users: int | None = None,
 ) -> tuple[QualityResult, PackageEvaluation]:
     """What `bundle` serves on `day` to the users who come back that day, and its quality.
 
     The users are scored as of the day's start (history, seen filter and online features from before
     it); the day's events are the feedback. `events` (the validated events) and `inter` (their
     `models.data.weighted_interactions`) spare a caller that scores many days reading them each time.
+    `max_users` scores a seeded sample of at most that many of the day's returning users (their
+    feedback only), for callers that log many days (`monitoring.history`).
     """
     from datetime import timedelta
 
@@ -197,12 +201,15 @@ def day_evaluation(
         events = read_events(settings.validated_dir)
     if inter is None:
         inter = weighted_interactions(events, settings)
-    held = held_out(settings, store, start, start + timedelta(days=1), inter=inter)
+    held = held_out(settings, store, start, start + timedelta(days=1), inter=inter, max_users=max_users)
     evaluation = evaluate_package(bundle, held, settings.serving, k)
     ts = pd.to_datetime(events["timestamp"], utc=True)
+    feedback = events[(ts >= start) & (ts < start + timedelta(days=1))]
+    if max_users is not None:
+        feedback = feedback[feedback["user_id"].isin(held.users)]
     quality = recommendation_quality(
         evaluation.served,
-        events[(ts >= start) & (ts < start + timedelta(days=1))],
+        feedback,
         events[ts < start],
         pd.Series(bundle.catalogue.item_ids),
         k,

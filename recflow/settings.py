@@ -112,6 +112,12 @@ class TrainSettings(BaseModel):
         4, ge=0, description="warm epochs on all data after the choice (`recflow bench refit-study`)"
     )
     max_windows: int = Field(1, gt=0, description="training windows of max_len + 1 per user history")
+    negatives: int = Field(
+        0,
+        ge=0,
+        description="two-tower sampled softmax: uniform negatives per batch (0, or at least the catalogue's "
+        "size: the full softmax)",
+    )
     event_weights: dict[str, float] = Field(
         default_factory=lambda: {"view": 1.0, "add_to_cart": 2.0, "purchase": 3.0},
         description="weight of a next interaction in the losses, by its (strongest) event type",
@@ -235,6 +241,12 @@ class MonitoringSettings(BaseModel):
     )
     reference_days: int = Field(
         2, gt=0, description="newest days of the training window used as the drift reference"
+    )
+    history_users: int = Field(
+        1000,
+        gt=0,
+        description="returning users scored per day for the dashboards' history (`recflow run`): a seeded "
+        "sample on busier days, so a large shop's 30 days of quality points cost seconds, not minutes",
     )
     num_stattest: str = Field("wasserstein", description="Evidently drift method for numerical columns")
     cat_stattest: str = Field("jensenshannon", description="Evidently drift method for categorical columns")

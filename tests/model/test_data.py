@@ -100,3 +100,20 @@ def test_held_out_users_on_one_day(model_world):
     assert set(held.users) == set(today["user_id"]) & set(earlier["user_id"])
     assert len(held.history) == len(held.relevant) == len(held.exclude) == len(held)
     assert list(held.user_features.index) == held.users
+
+
+def test_held_out_samples_at_most_max_users_the_same_way_each_time(model_world):
+    settings, store = model_world
+    events = read_events(settings.validated_dir)
+    day = pd.to_datetime(events["timestamp"], utc=True).max().floor("D")
+    everyone = held_out(settings, store, day, day + pd.Timedelta(days=1))
+    n = len(everyone) // 2
+    sample = held_out(settings, store, day, day + pd.Timedelta(days=1), max_users=n)
+    again = held_out(settings, store, day, day + pd.Timedelta(days=1), max_users=n)
+    assert len(sample) == n and sample.users == again.users == sorted(sample.users)
+    assert set(sample.users) < set(everyone.users)
+    rows = {u: i for i, u in enumerate(everyone.users)}
+    for i, user in enumerate(sample.users):  # each sampled user keeps their own history and targets
+        assert list(sample.history[i]) == list(everyone.history[rows[user]])
+        assert list(sample.relevant[i]) == list(everyone.relevant[rows[user]])
+    assert list(sample.user_features.index) == sample.users

@@ -70,6 +70,33 @@ def test_sequential_model_learns_the_next_item(tmp_path):
     assert SequentialConfig.from_dict({**json.loads(config.to_json()), "unknown": 1}) == config
 
 
+def test_sampled_softmax_learns_the_next_item_and_masks_accidental_hits():
+    """8 uniform negatives of 24 items per batch: the same walks are learned as with the full softmax."""
+    config = SequentialConfig(
+        max_len=6, dim=16, heads=2, blocks=1, dropout=0.0, learning_rate=1e-2, batch_size=32, negatives=8
+    )
+    model, _ = fit_sequential(_walks(), ATTRS, config, epochs=12)
+    hits = [int(np.argmax(s)) for s in model.scores([np.array([3, 4, 5]), np.array([10, 11])])]
+    assert hits == [6, 12], hits
+
+    batch = next(iter(training_dataset(_walks(), config, seed=0)))
+    tf.random.set_seed(0)
+    sampled = model.compute_loss(batch, training=True)
+    full = model.compute_loss(batch, training=False)  # evaluation keeps the full softmax
+    # 1 positive against 8 negatives: a smaller partition function than against all 24 items
+    assert 0.0 < float(sampled) < float(full)
+    # every position's target is item 1: a sampled item 1 is an accidental hit and must be masked
+    only_targets = {**batch, "targets": tf.where(batch["targets"] > 0, 1, 0)}
+    wide = SequentialConfig(**{**json.loads(config.to_json()), "negatives": N_ITEMS - 1})
+    model.config = wide
+    assert float(model.compute_loss(only_targets, training=True)) > 0.0  # 22 true negatives remain
+    narrow = SequentialConfig(**{**json.loads(config.to_json()), "negatives": 1})
+    model.config = narrow
+    tf.random.set_seed(1)  # the draws are seeded: P(item 1 never drawn in 300) = (23/24)^300 < 1e-5
+    losses = [float(model.compute_loss(only_targets, training=True)) for _ in range(300)]
+    assert min(losses) == 0.0  # the one sampled negative was item 1 (the target): masked, nothing to beat
+
+
 def test_early_stopping_restores_the_best_epoch():
     config = SequentialConfig(
         max_len=6, dim=8, heads=1, blocks=1, batch_size=64, max_epochs=5, eval_every=1, patience=1

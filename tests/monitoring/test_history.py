@@ -47,5 +47,8 @@ def test_every_day_gets_drift_and_quality_and_a_rerun_replaces_them(tmp_path):
     )
     assert stamps == days  # one point per day on the dashboards' time axis
 
-    log_history(settings, store, bundle, training, days)
+    settings.monitoring.history_users = 3  # a busy shop's days: a sample of their returning users
+    again = log_history(settings, store, bundle, training, days)
     assert len(workspace.list_runs(project.id)) == expected  # the rerun replaced its day's snapshots
+    assert all(0 < s.quality.users <= 3 for s in again[1:])
+    assert max(s.quality.users for s in logged[1:]) > 3
