@@ -24,7 +24,6 @@ The service's latency is not simulated: impressions carry none, so the latency g
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.simulate import _days, _load, land_history, simulation_settings, train_on_window, validate_day
+from flows.simulate import _days, _load, fresh_world, simulation_settings, validate_day
 from recflow.data.market import ResponseModel
 from recflow.settings import Settings
 
@@ -192,7 +191,6 @@ def market_flow(
         `{"experiment", "share", "window", "variants", "days": [per day and variant: users, clicks,
         purchases], "readout": the readout's JSON, "readout_json"}`.
     """
-    from features.validation import Validator
     from flows.readout import experiment_readout
     from recflow.data.market import Shoppers
     from recflow.data.synthetic import build_world
@@ -208,15 +206,7 @@ def market_flow(
     sim = simulation_settings(settings, days, drift_day)
     if sim.data.source != "synthetic":
         raise ValueError(f"The simulated market needs the synthetic shop, not {sim.data.source!r}.")
-    if sim.home.exists():
-        shutil.rmtree(sim.home)
-    batches = land_history(sim)
-    validator = Validator(sim)
-    for batch in batches[:window]:
-        validate_day(sim, validator, batch)
-
-    first = _days(sim)[:window]
-    trained = train_on_window(sim, first, "initial")
+    batches, validator, first, trained = fresh_world(sim, window)
     bundle = _load(trained.bundle_path)
     made = {"trained_on": [d.isoformat() for d in first], "experiment": kind}
     variants = {

@@ -136,6 +136,26 @@ def check_drift(sim: Settings, window: list[date], day: date):
 # ---------------------------------------------------------------- helpers
 
 
+def fresh_world(sim: Settings, window: int) -> tuple[list, object, list[date], object]:
+    """A new simulated world in `sim.home` (an old one is deleted): its history landed, the first
+    `window` days validated, and a first package trained on them.
+
+    Returns:
+        `(batches, validator, window_days, trained)`: every landed batch, the Great Expectations
+        validator for the days to come, the days trained on, and `train_on_window`'s result.
+    """
+    from features.validation import Validator
+
+    if sim.home.exists():
+        shutil.rmtree(sim.home)
+    batches = land_history(sim)
+    validator = Validator(sim)
+    for batch in batches[:window]:
+        validate_day(sim, validator, batch)
+    first = _days(sim)[:window]
+    return batches, validator, first, train_on_window(sim, first, "initial")
+
+
 def _days(sim: Settings) -> list[date]:
     return [b.day for b in list_batches(sim.validated_dir)]
 
@@ -178,7 +198,6 @@ def simulate_flow(
         `{"drift_day", "days": [...], "final": {...}}` (see `DayRecord`).
     """
     from features.store import prepare_feature_store
-    from features.validation import Validator
     from monitoring.gate import compare_packages
     from monitoring.quality import day_evaluation, prediction_drift
     from monitoring.workspace import log_batch
@@ -187,16 +206,8 @@ def simulate_flow(
     if not 2 <= window < drift_day < days:
         raise ValueError(f"Need 2 <= window ({window}) < drift_day ({drift_day}) < days ({days})")
     sim = simulation_settings(settings, days, drift_day)
-    if sim.home.exists():
-        shutil.rmtree(sim.home)
     k = sim.train.k
-    batches = land_history(sim)
-    validator = Validator(sim)
-    for batch in batches[:window]:
-        validate_day(sim, validator, batch)
-
-    first = _days(sim)[:window]
-    trained = train_on_window(sim, first, "initial")
+    batches, validator, first, trained = fresh_world(sim, window)
     tag = save_to_model_store(
         sim, trained.bundle_path, {"simulation": {"trained_on": [d.isoformat() for d in first]}}
     )

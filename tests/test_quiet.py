@@ -6,6 +6,8 @@ import logging
 import os
 import warnings
 
+import pytest
+
 from recflow.quiet import LibraryWarnings, without_banners
 
 
@@ -77,3 +79,16 @@ def test_a_constant_column_correlation_is_not_printed():
         quiet_library_warnings()
         np.corrcoef(constant_and_varying)
     assert not any("invalid value" in str(w.message) for w in after)
+    # the same warning as Great Expectations hands it to logging (when a library reset the filters)
+    numpy_file = "/x/.venv/lib/python3.11/site-packages/numpy/lib/_function_base_impl.py"
+    record = _captured("invalid value encountered in divide", RuntimeWarning, numpy_file)
+    assert not LibraryWarnings().filter(record)
+    ours = _captured("invalid value encountered in divide", RuntimeWarning, "/work/main/models/ranker.py")
+    assert LibraryWarnings().filter(ours)  # ours still shows
+    from plotly.tools import warning_on_one_line  # Evidently imports plotly, which reformats warnings
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(warnings, "formatwarning", warning_on_one_line)
+        assert not LibraryWarnings().filter(
+            _captured("invalid value encountered in divide", RuntimeWarning, numpy_file)
+        )
