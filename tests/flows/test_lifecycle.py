@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from platform_up import free_port, free_ports, start_up
 
 from flows.lifecycle import HOME_ENV, PortInUse, Supervisor, clean_stale, port_free, state_path
 
@@ -25,12 +25,6 @@ child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
 print(child.pid, flush=True)
 time.sleep(300)
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_held(port: int, timeout: float = 30.0) -> None:
@@ -50,7 +44,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_stop_reaches_the_whole_group_and_kills_what_ignores_sigterm(tmp_path):
-    port = _free_port()
+    port = free_port()
     supervisor = Supervisor(tmp_path / "home")
     child = supervisor.start(
         "stubborn",
@@ -73,7 +67,7 @@ def test_stop_reaches_the_whole_group_and_kills_what_ignores_sigterm(tmp_path):
 
 
 def test_a_crashed_parent_leaves_orphans_that_the_next_start_cleans(tmp_path):
-    home, port = tmp_path / "home", _free_port()
+    home, port = tmp_path / "home", free_port()
     parent_code = (
         "import os, sys, time; from pathlib import Path; from flows.lifecycle import Supervisor; "
         f"s = Supervisor(Path({str(home)!r})); "
@@ -97,7 +91,7 @@ def test_a_crashed_parent_leaves_orphans_that_the_next_start_cleans(tmp_path):
 
 
 def test_a_port_held_by_someone_else_is_a_clear_error(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != HOME_ENV}
     other = subprocess.Popen(
         [sys.executable, "-c", STUBBORN, str(port)], env=env, stdout=subprocess.PIPE, start_new_session=True
@@ -114,29 +108,6 @@ def test_a_port_held_by_someone_else_is_a_clear_error(tmp_path):
 
 
 # ---------------------------------------------------------------- `recflow up` itself
-
-
-def _start_up(home: Path, ports: dict[str, int], log: Path) -> subprocess.Popen:
-    # unbuffered: what `recflow up` prints is in the log as it prints it (a kill -9 loses nothing)
-    env = os.environ | {"RECFLOW_SERVING__ACCESS_LOG": "false", "PYTHONUNBUFFERED": "1"}
-    env.pop("PREFECT_API_URL", None)
-    command = [
-        sys.executable,
-        "-m",
-        "recflow.cli",
-        "up",
-        "--profile",
-        "tiny",
-        "--home",
-        str(home),
-        "--prefect-port",
-        str(ports["prefect"]),
-        "--serving-port",
-        str(ports["serving"]),
-        "--evidently-port",
-        str(ports["evidently"]),
-    ]
-    return subprocess.Popen(command, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT)
 
 
 def _wait_up(ports: dict[str, int], up: subprocess.Popen, log: Path, timeout: float = 300.0) -> None:
@@ -187,9 +158,9 @@ def _tagged(home: Path) -> list[int]:
 @pytest.mark.timeout(900)
 def test_sigterm_frees_the_ports_and_a_restart_after_kill_9_works(tmp_path):
     home, log = tmp_path / "home", tmp_path / "up.log"
-    ports = {name: _free_port() for name in ("prefect", "serving", "evidently")}
+    ports = free_ports()
 
-    up = _start_up(home, ports, log)
+    up = start_up(home, ports, log)
     _wait_up(ports, up, log)
     _wait_started(log, 1, up)
     import httpx
@@ -204,14 +175,14 @@ def test_sigterm_frees_the_ports_and_a_restart_after_kill_9_works(tmp_path):
     assert up.wait(timeout=10) == 0
     assert _tagged(home) == []  # not one process of the platform outlived it
 
-    crashed = _start_up(home, ports, log)
+    crashed = start_up(home, ports, log)
     _wait_up(ports, crashed, log)
     _wait_started(log, 2, crashed)
     crashed.kill()  # kill -9: its children are orphans now, its state file stale
     crashed.wait()
     assert state_path(home).exists()
 
-    again = _start_up(home, ports, log)
+    again = start_up(home, ports, log)
     try:
         _wait_up(ports, again, log)
         _wait_started(log, 3, again)

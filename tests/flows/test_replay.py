@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
+from platform_up import free_ports, start_up
 
 from benchmarks.replay_watch import evidently_snapshots, prefect_runs
 from flows.lifecycle import port_free
@@ -17,14 +15,6 @@ from flows.replay import ReplayOptions, replay_settings
 from recflow.settings import load_settings
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_replay_settings_reach_the_replay_world(tmp_path):
@@ -37,23 +27,10 @@ def test_replay_settings_reach_the_replay_world(tmp_path):
 @pytest.mark.timeout(1500)
 def test_replay_lands_days_as_deployment_runs_and_a_drift_alarm_promotes(tmp_path):
     home, log = tmp_path / "home", tmp_path / "up.log"
-    ports = {name: _free_port() for name in ("prefect", "serving", "evidently")}
-    env = os.environ | {"RECFLOW_DATA__N_DAYS": "10", "RECFLOW_SERVING__ACCESS_LOG": "false"}
-    env.pop("PREFECT_API_URL", None)
-    command = [
-        sys.executable,
-        "-m",
-        "recflow.cli",
-        "up",
-        "--replay",
-        "--profile",
-        "tiny",
-        "--home",
-        str(home),
-    ]
-    command += ["--day-seconds", "1", "--drift-day", "8"]
-    command += [f"--{name}-port={port}" for name, port in ports.items()]
-    up = subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    ports = free_ports()
+    days = {"RECFLOW_DATA__N_DAYS": "10"}
+    options = ("--replay", "--day-seconds", "1", "--drift-day", "8")
+    up = start_up(home, ports, log, *options, env=days)
     api = f"http://127.0.0.1:{ports['prefect']}/api"
     service = f"http://127.0.0.1:{ports['serving']}"
     try:
