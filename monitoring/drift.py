@@ -111,8 +111,12 @@ def drift_report(
         )
     definition = DataDefinition(numerical_columns=num, categorical_columns=cat)
     thresholds = column_thresholds(cfg, num + cat)
-    options = {"drift_share": cfg.drift_share_threshold, "num_method": cfg.num_stattest}
-    options |= {"cat_method": cfg.cat_stattest, "per_column_threshold": thresholds}
+    options = {
+        "drift_share": cfg.drift_share_threshold,
+        "num_method": cfg.num_stattest,
+        "cat_method": cfg.cat_stattest,
+        "per_column_threshold": thresholds,
+    }
     if detailed:
         metrics: list = [DataDriftPreset(columns=num + cat, **options)]
     else:  # what DataDriftPreset.generate_metrics makes of the same options

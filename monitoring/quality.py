@@ -187,8 +187,8 @@ def day_evaluation(
     The users are scored as of the day's start (history, seen filter and online features from before
     it); the day's events are the feedback. `events` (the validated events) and `inter` (their
     `models.data.weighted_interactions`) spare a caller that scores many days reading them each time.
-    `max_users` scores a seeded sample of at most that many of the day's returning users (their
-    feedback only), for callers that log many days (`monitoring.history`).
+    `max_users` scores a seeded sample of at most that many of the day's returning users, for callers
+    that log many days (`monitoring.history`).
     """
     from datetime import timedelta
 
@@ -204,12 +204,9 @@ def day_evaluation(
     held = held_out(settings, store, start, start + timedelta(days=1), inter=inter, max_users=max_users)
     evaluation = evaluate_package(bundle, held, settings.serving, k)
     ts = pd.to_datetime(events["timestamp"], utc=True)
-    feedback = events[(ts >= start) & (ts < start + timedelta(days=1))]
-    if max_users is not None:
-        feedback = feedback[feedback["user_id"].isin(held.users)]
     quality = recommendation_quality(
         evaluation.served,
-        feedback,
+        events[(ts >= start) & (ts < start + timedelta(days=1))],  # judged for the served users only
         events[ts < start],
         pd.Series(bundle.catalogue.item_ids),
         k,

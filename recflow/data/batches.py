@@ -102,6 +102,11 @@ def _read_parquet(path: str, size: int, mtime_ns: int) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+def _catalogue_table(table: str) -> None:
+    if table not in ("items", "users"):
+        raise ValueError(f"Unknown catalogue table {table!r}: expected 'items' or 'users'")
+
+
 def read_upserts(root: Path, table: str, day: date | None = None) -> pd.DataFrame:
     """Every row of a catalogue table (`items` or `users`) in the batches up to `day` (all when None).
 
@@ -111,8 +116,7 @@ def read_upserts(root: Path, table: str, day: date | None = None) -> pd.DataFram
     Raises:
         ValueError: if `table` is not a catalogue table.
     """
-    if table not in ("items", "users"):
-        raise ValueError(f"Unknown catalogue table {table!r}: expected 'items' or 'users'")
+    _catalogue_table(table)
     frames = [
         conform(_read_file(b.table(table)), table).assign(day=b.day)
         for b in list_batches(root)
@@ -138,8 +142,7 @@ def read_snapshot(root: Path, table: str, day: date | None = None) -> pd.DataFra
     if not batches:
         when = "" if day is None else f" on or before {day}"
         raise FileNotFoundError(f"no batches{when} under {root}: run ingestion first")
-    if table not in ("items", "users"):
-        raise ValueError(f"Unknown catalogue table {table!r}: expected 'items' or 'users'")
+    _catalogue_table(table)
     files = tuple(_identity(b.table(table)) for b in batches)
     return _snapshot(root, table, day, files).copy()  # a copy: callers may change theirs
 
