@@ -89,8 +89,8 @@ class CooccurrenceModel:
         if self.matrix is None:
             raise RuntimeError("CooccurrenceModel.scores called before fit()")
         dense = (self.context(histories) @ self.matrix).toarray()
-        tie_break = 1e-6 * self.popularity / max(self.popularity.max(), 1.0)
-        return dense + tie_break[None, :]
+        dense += 1e-6 * self.popularity / max(self.popularity.max(), 1.0)  # ties go to the popular
+        return dense
 
 
 def tune_cooccurrence(

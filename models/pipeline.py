@@ -35,7 +35,7 @@ from models.bundle import ModelBundle, item_vectors
 from models.catalogue import Catalogue
 from models.config import PipelineConfig
 from models.cooccurrence import CooccurrenceModel, tune_cooccurrence
-from models.evaluate import per_user_metrics, ranking_metrics, top_k
+from models.evaluate import ndcg_from_scores, per_user_metrics, ranking_metrics
 from models.hardware import in_float32
 from models.ranker import fit_ranker, ranker_logits
 from models.scorer import BatchScorer
@@ -142,8 +142,9 @@ def fit_pipeline(
         return [data.valid_relevant[u] for u in users]
 
     def dense_ndcg(scores: np.ndarray, users: np.ndarray) -> float:
-        tops = top_k(scores, k, [data.valid_exclude[u] for u in users])
-        return ranking_metrics(tops, targets(users), k)[f"ndcg@{k}"]
+        return float(
+            ndcg_from_scores(scores, [data.valid_exclude[u] for u in users], targets(users), k).mean()
+        )
 
     # 2. co-occurrence, tuned on (a sample of) the choose users
     t = time.perf_counter()

@@ -113,10 +113,10 @@ class TrainSettings(BaseModel):
     )
     max_windows: int = Field(1, gt=0, description="training windows of max_len + 1 per user history")
     negatives: int = Field(
-        0,
+        2048,
         ge=0,
-        description="two-tower sampled softmax: uniform negatives per batch (0, or at least the catalogue's "
-        "size: the full softmax)",
+        description="two-tower sampled softmax: uniform negatives per batch on a catalogue larger than this "
+        "(0, or a catalogue no larger: the full softmax)",
     )
     event_weights: dict[str, float] = Field(
         default_factory=lambda: {"view": 1.0, "add_to_cart": 2.0, "purchase": 3.0},

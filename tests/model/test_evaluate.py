@@ -9,7 +9,15 @@ import pandas as pd
 import pytest
 
 from models.baselines import most_popular, popular_lists
-from models.evaluate import metrics_from_ranks, ranking_metrics, ranks_in_lists, target_ranks, top_k
+from models.evaluate import (
+    metrics_from_ranks,
+    ndcg_from_scores,
+    per_user_metrics,
+    ranking_metrics,
+    ranks_in_lists,
+    target_ranks,
+    top_k,
+)
 
 
 def test_hr_recall_and_ndcg_by_hand():
@@ -47,6 +55,34 @@ def test_excluded_items_are_masked_before_ranking():
     assert target_ranks(scores.copy(), [np.array([0, 1])], np.array([3])).tolist() == [1]
     assert top_k(scores.copy(), 2, [np.array([0])]).tolist() == [[1, 2]]
     assert ranks_in_lists(np.array([[4, 2, 9], [1, 2, 3]]), np.array([9, 7])).tolist() == [2, 3]
+
+
+def test_ndcg_from_scores_is_the_top_k_ndcg():
+    """Validation's sort-free NDCG equals the ranked lists' NDCG: one or several targets, targets
+    that are masked, users with none."""
+    rng = np.random.default_rng(7)
+    scores = rng.standard_normal((300, 50))
+    relevant = [rng.choice(50, size=rng.integers(0, 4), replace=False) for _ in range(300)]
+    exclude = [rng.choice(50, size=rng.integers(0, 6), replace=False) for _ in range(300)]
+    for k in (1, 5, 10):
+        expected = per_user_metrics(top_k(scores.copy(), k, exclude), relevant, k)[2]
+        got = ndcg_from_scores(scores.copy(), exclude, relevant, k)
+        np.testing.assert_allclose(got, expected)
+    assert (
+        ndcg_from_scores(scores.copy(), exclude, relevant, 10)[[len(r) == 0 for r in relevant]] == 0
+    ).all()
+
+
+def test_ndcg_from_scores_breaks_ties_by_column():
+    scores = np.array([[1.0, 3.0, 3.0, 0.0]])
+    # item 2 ties item 1, which comes first: position 1
+    assert ndcg_from_scores(scores.copy(), [np.array([], int)], [[2]], 2)[0] == pytest.approx(
+        1 / math.log2(3)
+    )
+    assert ndcg_from_scores(scores.copy(), [np.array([], int)], [[2]], 1)[0] == 0.0
+    assert ndcg_from_scores(scores.copy(), [np.array([1])], [[2]], 1)[0] == 1.0
+    with pytest.raises(ValueError, match="relevant sets"):
+        ndcg_from_scores(scores, [np.array([], int)], [[1], [2]], 2)
 
 
 def test_popularity_counts_events_and_breaks_ties_by_id():
