@@ -166,7 +166,7 @@ def held_out(
     return HeldOut(
         users=returning,
         history=[histories[u] for u in returning],
-        exclude=[bought.get(u, []) if settings.serving.exclude_purchased else [] for u in returning],
+        exclude=[bought.get(u, []) if settings.exclude_purchased else [] for u in returning],
         relevant=[by_user[u]["item_id"].tolist() for u in returning],
         relevant_weights=[by_user[u]["weight"].to_numpy(np.float32) for u in returning],
         regions=[region.get(u) for u in returning],

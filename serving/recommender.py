@@ -136,7 +136,7 @@ class Recommender:
     def query(self, user_id: str, user: dict, region: str | None = None) -> Query:
         """The scorer's input for a known user: recent items, the seen filter, online features."""
         exclude: frozenset[str] = frozenset()
-        if self.settings.serving.exclude_purchased:
+        if self.settings.exclude_purchased:
             exclude = self.purchases.of(user_id)
         return Query(
             history=[str(i) for i in (user.get("recent_items") or [])],
