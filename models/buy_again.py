@@ -46,10 +46,14 @@ class BuyAgainConfig:
     Attributes:
         enabled: the package has the source and the `REPEAT_FEATURES` (fitted with purchase records).
         half_life_days: a purchase's weight halves every this many days (chosen on validation).
+        min_discoveries: every list keeps at least this many items the user never bought (the best
+            ranked of them replace the lowest-ranked repeats): a list of repeats only shows nothing
+            new (`train.min_discoveries`).
     """
 
     enabled: bool = False
     half_life_days: float = 30.0
+    min_discoveries: int = 0
 
 
 @dataclass(frozen=True)

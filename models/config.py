@@ -94,6 +94,7 @@ class PipelineConfig:
             event_weights=dict(t.event_weights),
             sampled_softmax_above=t.sampled_softmax_above,
             sampled_negatives=t.sampled_negatives,
+            buy_again=BuyAgainConfig(min_discoveries=t.min_discoveries),
             tuning_users=t.tuning_users,
             report_share=t.report_share,
             ranker_alpha=t.ranker_alpha,

@@ -28,14 +28,14 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from models.bundle import ModelBundle, item_vectors
-from models.buy_again import HALF_LIVES, Bought, BuyAgainConfig, decayed_scores, repurchase_days
+from models.buy_again import HALF_LIVES, Bought, decayed_scores, repurchase_days
 from models.catalogue import Catalogue
 from models.config import PipelineConfig
 from models.cooccurrence import CooccurrenceModel, tune_cooccurrence
@@ -187,7 +187,7 @@ def fit_pipeline(
 
         tuned = {hl: buy_again_ndcg(hl) for hl in HALF_LIVES}
         half_life = max(tuned, key=lambda hl: (tuned[hl], -hl))
-        config = config.with_buy_again(BuyAgainConfig(enabled=True, half_life_days=half_life))
+        config = config.with_buy_again(replace(config.buy_again, enabled=True, half_life_days=half_life))
         repurchase_fit = repurchase_days(data.fit_bought or bought, n_items)
         repurchase_refit = repurchase_days(data.refit_bought or data.fit_bought or bought, n_items)
         buy_again_stage = {

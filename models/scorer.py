@@ -17,8 +17,10 @@ For each user:
 3. **Merge**: the lists interleaved (buy again, two-tower, co-occurrence) into `C` distinct candidates.
 4. **Rank**: the ranker orders the candidates from each source's view of them plus the online user
    and item features; a package without a ranker keeps the merged order.
-5. **Rules and backfill**: at most `max_per_category` items of one category; a list shorter than `k`
-   is filled with popular items (the user's region first) that are not excluded.
+5. **Rules and backfill**: at most `max_per_category` items of one category; in a package with the
+   buy-again source, at least `buy_again.min_discoveries` items the user never bought (the best-ranked
+   ones replace the lowest-ranked repeats); a list shorter than `k` is filled with popular items (the
+   user's region first) that are not excluded.
 
 Users the platform has never seen are not scored here: the service answers them from the popular
 lists (`ModelBundle.popular`), with `fallback: true`.
@@ -205,7 +207,10 @@ class BatchScorer:
             order, scores = self._order(cands)
             for b in range(hi - lo):
                 region = regions[lo + b] if regions is not None else None
-                out.append(self._finish(cands, b, order[b], scores[b], exclude[lo + b], k, region))
+                repeats = None
+                if self.buy_again.enabled and self.buy_again.min_discoveries and bought is not None:
+                    repeats = set(bought[lo + b].rows.tolist())
+                out.append(self._finish(cands, b, order[b], scores[b], exclude[lo + b], k, region, repeats))
         return out
 
     def candidates(
@@ -378,6 +383,7 @@ class BatchScorer:
         exclude: np.ndarray,
         k: int,
         region: str | None,
+        repeats: set[int] | None = None,
     ) -> Ranked:
         rows = cands.rows[b][order]
         sources = cands.source[b][order]
@@ -385,6 +391,8 @@ class BatchScorer:
         keep = rows >= 0
         rows, scores, sources, retrieval = rows[keep], scores[keep], sources[keep], retrieval[keep]
         kept = self._rules(rows, k)
+        if repeats is not None:
+            kept = _with_discoveries(rows, kept, repeats, self.buy_again.min_discoveries)
         out_rows = [int(r) for r in rows[kept]]
         out_scores = [float(s) for s in scores[kept]]
         out_sources = [SOURCES[int(s)] for s in sources[kept]]
@@ -510,6 +518,19 @@ def _merge(
             for i in merged
         ]
     return rows, source
+
+
+def _with_discoveries(rows: np.ndarray, kept: np.ndarray, repeats: set[int], wanted: int) -> np.ndarray:
+    """`kept` positions of `rows` with at least `wanted` rows not in `repeats`: the best-ranked other
+    candidates replace the lowest-ranked repeats (the list keeps its length and the ranked order)."""
+    chosen = kept.tolist()
+    need = wanted - sum(int(rows[i]) not in repeats for i in chosen)
+    if need <= 0:
+        return kept
+    taken = set(chosen)
+    extra = [i for i in range(len(rows)) if i not in taken and int(rows[i]) not in repeats][:need]
+    drop = set([i for i in chosen if int(rows[i]) in repeats][-len(extra) :]) if extra else set()
+    return np.array(sorted([i for i in chosen if i not in drop] + extra), np.int64)
 
 
 def _ranks(top: np.ndarray, cand: np.ndarray, c: int) -> np.ndarray:

@@ -131,6 +131,13 @@ class TrainSettings(BaseModel):
         "year's 68k products)",
     )
     sampled_negatives: int = Field(2048, gt=0, description="negatives of the rule above")
+    min_discoveries: int = Field(
+        1,
+        ge=0,
+        description="packages with the buy-again source (sources whose seen filter keeps purchases) keep at "
+        "least this many items the user never bought in every list: the best-ranked discoveries replace "
+        "the lowest-ranked repeats",
+    )
     event_weights: dict[str, float] = Field(
         default_factory=lambda: {"view": 1.0, "add_to_cart": 2.0, "purchase": 3.0},
         description="weight of a next interaction in the losses, by its (strongest) event type",

@@ -3,6 +3,9 @@ seen filter still wins), and on households that re-buy their own items it beats 
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +13,7 @@ from toys import TOY_METADATA, toy_config, toy_fit_data
 
 from models.buy_again import Bought, decayed_scores, repeat_lookup, repurchase_days
 from models.pipeline import fit_pipeline
-from models.scorer import BatchScorer, Query, _merge
+from models.scorer import BatchScorer, Query, _merge, _with_discoveries
 from recflow.settings import ServingSettings, load_settings
 from serving.purchases import Purchases
 from serving.recommender import Recommender
@@ -84,6 +87,28 @@ def test_the_source_surfaces_a_repeat_item_and_the_seen_filter_still_wins(rebuy)
     assert "i07" in ids and ranked.sources[ids.index("i07")] == "buy-again"
     filtered = scorer.recommend([Query(history=history, bought=bought, exclude=["i07"])], 10)[0]
     assert "i07" not in bundle.catalogue.ids(filtered.rows)
+
+
+def test_a_list_keeps_its_discoveries():
+    rows = np.array([5, 6, 7, 8, 9])
+    assert _with_discoveries(rows, np.array([0, 1, 2]), {5, 6, 7, 8}, 1).tolist() == [0, 1, 4]
+    assert _with_discoveries(rows, np.array([0, 1, 2]), {5, 6, 7, 8}, 2).tolist() == [0, 1, 4]  # one exists
+    assert _with_discoveries(rows, np.array([0, 1, 2]), {6}, 1).tolist() == [0, 1, 2]  # already has one
+
+
+def test_min_discoveries_puts_a_new_item_in_a_list_of_repeats(rebuy):
+    bundle = rebuy[0].serving
+    metadata = copy.deepcopy(bundle.metadata)
+    metadata["hyperparameters"]["buy_again"]["min_discoveries"] = 1
+    strict = replace(bundle, metadata=metadata)
+    bought = [(f"i{i:02d}", float(d)) for i in range(12) for d in (1, 8, 15)]
+    query = Query(history=[f"i{i:02d}" for i in range(6, 12)], bought=bought)
+    plain = BatchScorer(bundle, serving=ServingSettings(index="flat")).recommend([query], 10)[0]
+    ranked = BatchScorer(strict, serving=ServingSettings(index="flat")).recommend([query], 10)[0]
+    repeats = {f"i{i:02d}" for i in range(12)}
+    assert all(i in repeats for i in bundle.catalogue.ids(plain.rows))  # the ranker repeats only
+    ids = bundle.catalogue.ids(ranked.rows)
+    assert len(ids) == 10 and ids[:9] == bundle.catalogue.ids(plain.rows)[:9] and ids[9] not in repeats
 
 
 def test_the_buy_again_source_wins_where_households_rebuy(rebuy):
