@@ -167,3 +167,16 @@ def test_the_seen_filter_default_follows_the_source():
     assert load_settings("tiny", data={"source": "amazon:/x"}).exclude_purchased is True
     forced = load_settings("tiny", data={"source": "completejourney"}, serving={"exclude_purchased": True})
     assert forced.exclude_purchased is True
+
+
+def test_a_saved_package_keeps_its_buy_again_source(rebuy, tmp_path):
+    from models.bundle import ModelBundle
+
+    bundle = rebuy[0].serving
+    loaded = ModelBundle.load(bundle.save(tmp_path / "package"))
+    assert loaded.config.buy_again == bundle.config.buy_again
+    np.testing.assert_array_equal(loaded.repurchase_days, bundle.repurchase_days)
+    query = Query(history=["i30", "i31"], bought=[("i07", 3.0), ("i07", 10.0), ("i12", 1.0)])
+    before = BatchScorer(bundle, serving=ServingSettings(index="flat")).recommend([query], 10)[0]
+    after = BatchScorer(loaded, serving=ServingSettings(index="flat")).recommend([query], 10)[0]
+    assert before.rows.tolist() == after.rows.tolist()
