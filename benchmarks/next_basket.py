@@ -481,8 +481,10 @@ BASELINES: dict[str, Model] = {
 
 PLATFORM_ROW: Model | None = None
 """PLATFORM ROW: the served pipeline's next-basket model plugs in here (or through `run_next_basket_bench(
-platform=...)`) as a `Model`: it may tune on the validation split and must rank for the test households
-from their histories only. Its row is named `platform`, kind `platform`."""
+platform=...)`, or `platform_for=`, which builds it from the baskets read) as a `Model`: it may tune on
+the validation split and must rank for the test households from their histories only. Its row is named
+`platform`, kind `platform`. `recflow bench quality --protocol next-basket` passes
+`benchmarks.next_basket_platform.PlatformRow` (the served model family)."""
 
 
 def evaluate_protocol(
@@ -536,6 +538,7 @@ def run_next_basket_bench(
     k: int = K,
     command: str | None = None,
     temporal_cut: date = TEMPORAL_CUT,
+    platform_for: Callable[[Baskets], Model] | None = None,
 ) -> dict:
     """Both protocols, every baseline (and the platform row when given): print, write JSON, PNG and a table.
 
@@ -547,6 +550,7 @@ def run_next_basket_bench(
         k: the list length (the JSON's field names say 10).
         command: the command line shown in the Markdown table.
         temporal_cut: the temporal protocol's first test day.
+        platform_for: builds the platform's `Model` from the baskets read (when `platform` is None).
 
     Returns:
         `{"dataset", "protocol", "users", "items", "seed", "models": {name: {...}}, "details"}`: `models`
@@ -559,7 +563,7 @@ def run_next_basket_bench(
         f"{len(data.users)} households, {len(data.items)} items ({time.perf_counter() - t:.1f}s to read)"
     )
     models: dict[str, tuple[str, Model]] = {name: ("baseline", fn) for name, fn in BASELINES.items()}
-    platform = platform or PLATFORM_ROW
+    platform = platform or (platform_for(data) if platform_for is not None else PLATFORM_ROW)
     if platform is not None:
         models["platform"] = ("platform", platform)
     valid, test = last_basket_splits(data)

@@ -10,6 +10,8 @@ Layout of a bundle folder::
     cooccurrence.npz     the co-occurrence matrix (scipy sparse); popularity.npy item counts
     ranker/              TF checkpoint, config and feature normalisation (absent: no ranker serves)
     popular.json         {"global": [item_id, ...], "by_region": {region: [item_id, ...]}} (cold start)
+    repurchase_days.npy  each item's median days between two purchases by one user (NaN: never re-bought;
+                         only in packages with the buy-again source, `models.buy_again`)
 
 `ModelBundle.load(path)` rebuilds every model from the hyperparameters and loads the weights; the
 one scoring path over it is `models.scorer.BatchScorer`.
@@ -60,6 +62,8 @@ class ModelBundle:
         popularity: interaction count of each item over the fitting histories.
         popular: cold-start lists, `{"global": [...], "by_region": {region: [...]}}`.
         ranker: the DCN-v2 ranker, or None when it did not beat the merged candidate order.
+        repurchase_days: each item's typical repurchase interval in days (NaN = unknown), for the
+            buy-again source's ranker features; None in packages without it.
     """
 
     metadata: dict[str, Any]
@@ -70,6 +74,7 @@ class ModelBundle:
     popularity: np.ndarray
     popular: dict[str, Any]
     ranker: CandidateRanker | None = None
+    repurchase_days: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         missing = [k for k in METADATA_KEYS if k not in self.metadata]
@@ -120,6 +125,8 @@ class ModelBundle:
         sparse.save_npz(path / "cooccurrence.npz", self.cooccurrence.matrix)
         np.save(path / "popularity.npy", self.popularity)
         (path / "popular.json").write_text(json.dumps(self.popular, indent=2))
+        if self.repurchase_days is not None:
+            np.save(path / "repurchase_days.npy", self.repurchase_days)
         if self.ranker is not None:
             (path / "ranker").mkdir(exist_ok=True)
             self.ranker.save_weights(str(path / "ranker" / "weights"))
@@ -159,6 +166,9 @@ class ModelBundle:
             popularity=popularity,
             popular=json.loads((path / "popular.json").read_text()),
             ranker=ranker,
+            repurchase_days=(
+                np.load(path / "repurchase_days.npy") if (path / "repurchase_days.npy").exists() else None
+            ),
         )
 
 

@@ -1,7 +1,8 @@
 """Hyperparameters of the model family, as one dataclass saved with the weights (nanoGPT-style).
 
 A package holds a two-tower (`SequentialConfig`), a co-occurrence model (`CooccurrenceParams`,
-chosen on validation), popularity counts and, when it earned its place, a ranker (`RankerConfig`).
+chosen on validation), popularity counts, a buy-again source where it was fitted with purchase
+records (`BuyAgainConfig`) and, when it earned its place, a ranker (`RankerConfig`).
 `PipelineConfig.from_settings` reads what `settings.train` asks for; `to_dict` / `from_dict` are
 what a bundle's `metadata.json` stores as `hyperparameters`, so any package can be rebuilt.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
+from models.buy_again import BuyAgainConfig
 from models.cooccurrence import CooccurrenceParams
 from models.ranker import RankerConfig
 from models.sequential import SequentialConfig
@@ -23,9 +25,12 @@ class PipelineConfig:
     two_tower: SequentialConfig = field(default_factory=SequentialConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     cooccurrence: CooccurrenceParams = field(default_factory=CooccurrenceParams)
+    buy_again: BuyAgainConfig = field(default_factory=BuyAgainConfig)
     event_weights: dict[str, float] = field(
         default_factory=lambda: {"view": 1.0, "add_to_cart": 2.0, "purchase": 3.0}
     )
+    sampled_softmax_above: int = 50_000
+    sampled_negatives: int = 2048
     tuning_users: int = 8000
     report_share: float = 0.5
     ranker_alpha: float = 0.05
@@ -49,6 +54,11 @@ class PipelineConfig:
             params = kept["cooccurrence"]
             kept["cooccurrence"] = CooccurrenceParams(
                 **{k: v for k, v in params.items() if k in CooccurrenceParams.__dataclass_fields__}
+            )
+        if isinstance(kept.get("buy_again"), dict):
+            params = kept["buy_again"]
+            kept["buy_again"] = BuyAgainConfig(
+                **{k: v for k, v in params.items() if k in BuyAgainConfig.__dataclass_fields__}
             )
         return cls(**kept)
 
@@ -82,6 +92,9 @@ class PipelineConfig:
             two_tower=two_tower,
             ranker=ranker,
             event_weights=dict(t.event_weights),
+            sampled_softmax_above=t.sampled_softmax_above,
+            sampled_negatives=t.sampled_negatives,
+            buy_again=BuyAgainConfig(min_discoveries=t.min_discoveries),
             tuning_users=t.tuning_users,
             report_share=t.report_share,
             ranker_alpha=t.ranker_alpha,
@@ -92,3 +105,14 @@ class PipelineConfig:
     def with_cooccurrence(self, params: CooccurrenceParams) -> PipelineConfig:
         """The same config with the co-occurrence parameters chosen on validation."""
         return replace(self, cooccurrence=params)
+
+    def for_catalogue(self, n_items: int) -> PipelineConfig:
+        """The config a catalogue of `n_items` trains with: above `sampled_softmax_above` items, a two-tower
+        asked for the full softmax (`negatives` 0) trains with `sampled_negatives` uniform negatives."""
+        if self.two_tower.negatives or n_items <= self.sampled_softmax_above:
+            return self
+        return replace(self, two_tower=replace(self.two_tower, negatives=self.sampled_negatives))
+
+    def with_buy_again(self, params: BuyAgainConfig) -> PipelineConfig:
+        """The same config with the buy-again source as fitted (on, and its half-life chosen on validation)."""
+        return replace(self, buy_again=params)

@@ -25,6 +25,7 @@ from feast import FeatureStore
 from features.compute import interactions
 from features.store import RANKER_SERVICE, historical_features, ranker_features
 from models.baselines import popular_lists
+from models.buy_again import Bought
 from models.catalogue import Catalogue
 from models.pipeline import FitData
 from recflow.data.batches import read_events, read_snapshot, read_upserts
@@ -70,6 +71,8 @@ class HeldOut:
         regions: each user's region (cold-start and backfill lists).
         user_features: the users' online features as of the cut (index user_id; ranker inputs).
         item_features: every item's online features as of the cut (index item_id).
+        bought: each user's purchases before the cut as (item id, days before the cut), the buy-again
+            source's input; empty lists when the seen filter removes purchases.
     """
 
     users: list[str]
@@ -80,6 +83,7 @@ class HeldOut:
     regions: list[str | None]
     user_features: pd.DataFrame
     item_features: pd.DataFrame
+    bought: list[list[tuple[str, float]]] | None = None
 
     def __len__(self) -> int:
         return len(self.users)
@@ -163,15 +167,26 @@ def held_out(
     )
     refs = ranker_features(store, RANKER_SERVICE) if store is not None else {"user": [], "item": []}
     item_ids = sorted(inter["item_id"].unique())
+    records: dict[str, list[tuple[str, float]]] = {}
+    if not settings.exclude_purchased:
+        purchased = before[(before["event_type"] == "purchase") & before["user_id"].isin(returning)]
+        days = (
+            (cut - pd.to_datetime(purchased["timestamp"], utc=True)).dt.total_seconds() / 86_400.0
+        ).to_numpy()
+        for user, item, age in zip(
+            purchased["user_id"].astype(str), purchased["item_id"].astype(str), days, strict=True
+        ):
+            records.setdefault(user, []).append((item, float(age)))
     return HeldOut(
         users=returning,
         history=[histories[u] for u in returning],
-        exclude=[bought.get(u, []) if settings.serving.exclude_purchased else [] for u in returning],
+        exclude=[bought.get(u, []) if settings.exclude_purchased else [] for u in returning],
         relevant=[by_user[u]["item_id"].tolist() for u in returning],
         relevant_weights=[by_user[u]["weight"].to_numpy(np.float32) for u in returning],
         regions=[region.get(u) for u in returning],
         user_features=_features_at(store, "user_id", returning, refs["user"], cut),
         item_features=_features_at(store, "item_id", item_ids, refs["item"], cut),
+        bought=[records.get(u, []) for u in returning],
     )
 
 
@@ -203,6 +218,17 @@ def build_training_data(settings: Settings, store: FeatureStore) -> tuple[FitDat
 
     fit_events = events[pd.to_datetime(events["timestamp"], utc=True) < split.cut]
     available = set(catalogue.item_ids)
+    records: dict[str, list[Bought] | None] = {"fit": None, "refit": None, "valid": None}
+    if not settings.exclude_purchased:  # purchases stay recommendable: the buy-again source learns them
+        fit_by_user = purchase_records(fit_events, catalogue, split.cut)
+        refit_by_user = purchase_records(
+            events, catalogue, pd.to_datetime(events["timestamp"], utc=True).max()
+        )
+        records = {
+            "fit": [fit_by_user.get(u, Bought.empty()) for u in fit_rows],
+            "refit": [refit_by_user.get(u, Bought.empty()) for u in refit_rows],
+            "valid": [fit_by_user.get(u, Bought.empty()) for u in valid.users],
+        }
     data = FitData(
         catalogue=catalogue,
         fit=list(fit_rows.values()),
@@ -219,11 +245,36 @@ def build_training_data(settings: Settings, store: FeatureStore) -> tuple[FitDat
         features={"user": list(valid.user_features.columns), "item": list(valid.item_features.columns)},
         popular_fit=popular_lists(fit_events, users, POPULAR_LIST_LENGTH, available),
         popular_refit=popular_lists(events, users, POPULAR_LIST_LENGTH, available),
+        fit_bought=records["fit"],
+        refit_bought=records["refit"],
+        valid_bought=records["valid"],
     )
     log.info(
         "%d training histories, %d validation users, %d items", len(data.fit), len(valid), len(catalogue)
     )
     return data, split
+
+
+def purchase_records(events: pd.DataFrame, catalogue: Catalogue, now: pd.Timestamp) -> dict[str, Bought]:
+    """Each user's purchase events as the buy-again source reads them (days before `now`), as the
+    service's `serving.purchases.Purchases` keeps them."""
+    bought = events[
+        (events["event_type"] == "purchase") & events["item_id"].astype(str).isin(catalogue.index)
+    ]
+    if bought.empty:
+        return {}
+    stamps = pd.to_datetime(bought["timestamp"], utc=True)
+    frame = pd.DataFrame(
+        {
+            "user": bought["user_id"].astype(str).to_numpy(),
+            "row": bought["item_id"].astype(str).map(catalogue.index).to_numpy(np.int64),
+            "days": ((pd.Timestamp(now) - stamps).dt.total_seconds() / 86_400.0).clip(lower=0).to_numpy(),
+        }
+    )
+    return {
+        str(user): Bought(group["row"].to_numpy(np.int64), group["days"].to_numpy(np.float64))
+        for user, group in frame.groupby("user", sort=False)
+    }
 
 
 def item_feature_matrix(frame: pd.DataFrame, catalogue: Catalogue, names: list[str]) -> np.ndarray:

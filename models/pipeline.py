@@ -7,7 +7,10 @@ and the histories through the newest day, it
 
 1. splits the validation users into *choose* users and *report* users (`report_share`, by a stable
    hash of the user id): every choice below sees only the choose users;
-2. tunes the co-occurrence model on the choose users' targets (coordinate search);
+2. tunes the co-occurrence model on the choose users' targets (coordinate search); where the data
+   carries purchase records (`FitData.valid_bought`: the seen filter keeps purchased items), turns
+   the buy-again source on (`models.buy_again`) with the half-life that ranks the choose users'
+   targets best, and counts each item's typical repurchase interval for the ranker;
 3. trains the two-tower with early stopping on the choose users' NDCG@K;
 4. trains the ranker on the merged candidates of the choose users (half of them to fit it; the other
    half picks its epochs and compares its order with the merged order per user: it ships only if it
@@ -25,13 +28,14 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from models.bundle import ModelBundle, item_vectors
+from models.buy_again import HALF_LIVES, Bought, decayed_scores, repurchase_days
 from models.catalogue import Catalogue
 from models.config import PipelineConfig
 from models.cooccurrence import CooccurrenceModel, tune_cooccurrence
@@ -64,6 +68,9 @@ class FitData:
         popular_fit / popular_refit: cold-start lists (`models.baselines.popular_lists`) over the
             fitting and the refit interactions.
         metadata: merged into both packages' metadata (data and validation windows, feature services).
+        fit_bought / refit_bought / valid_bought: the purchase records (`models.buy_again.Bought`) of
+            the fit and refit users (days before the cut / the newest day) and of the validation users
+            (days before the cut); None (the default): no buy-again source.
     """
 
     catalogue: Catalogue
@@ -82,6 +89,9 @@ class FitData:
     popular_fit: dict = field(default_factory=dict)
     popular_refit: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
+    fit_bought: list[Bought] | None = None
+    refit_bought: list[Bought] | None = None
+    valid_bought: list[Bought] | None = None
 
 
 @dataclass
@@ -132,6 +142,7 @@ def fit_pipeline(
     say = progress or log.info
     k = config.k
     n_items = len(data.catalogue)
+    config = config.for_catalogue(n_items)
     attrs = data.catalogue.attributes
     choose, report = split_users(data.valid_users, config.report_share, config.seed)
     if not len(choose):
@@ -161,6 +172,36 @@ def fit_pipeline(
     say(
         f"co-occurrence: {len(trials)} trials, validation NDCG@{k} {cooc_ndcg:.4f} ({seconds['co-occurrence']:.0f}s)"
     )
+
+    # 2b. buy again, where the data has purchase records
+    bought = data.valid_bought
+    repurchase_fit = repurchase_refit = None
+    buy_again_stage: dict = {"serving": False}
+    if bought is not None:
+        t = time.perf_counter()
+
+        def buy_again_ndcg(half_life: float) -> float:
+            def scores(users: np.ndarray) -> np.ndarray:
+                return decayed_scores([bought[u] for u in users], n_items, half_life)
+
+            return _batched(scores, tuning, dense_ndcg)
+
+        tuned = {hl: buy_again_ndcg(hl) for hl in HALF_LIVES}
+        half_life = max(tuned, key=lambda hl: (tuned[hl], -hl))
+        config = config.with_buy_again(replace(config.buy_again, enabled=True, half_life_days=half_life))
+        repurchase_fit = repurchase_days(data.fit_bought or bought, n_items)
+        repurchase_refit = repurchase_days(data.refit_bought or data.fit_bought or bought, n_items)
+        buy_again_stage = {
+            "serving": True,
+            "half_life_days": half_life,
+            f"validation ndcg@{k}": tuned[half_life],
+            "trials": {str(hl): round(v, 6) for hl, v in tuned.items()},
+        }
+        seconds["buy-again"] = time.perf_counter() - t
+        say(f"buy again: half-life {half_life:g} days, validation NDCG@{k} {tuned[half_life]:.4f}")
+
+    def bought_of(users: np.ndarray) -> list[Bought] | None:
+        return None if bought is None else [bought[u] for u in users]
 
     # 3. the two-tower, early-stopped on the choose users
     t = time.perf_counter()
@@ -194,7 +235,16 @@ def fit_pipeline(
     t = time.perf_counter()
     base = {**metadata, "hyperparameters": config.to_dict(), "features": data.features}
     validation = _package(
-        base, data.catalogue, chosen, cooc_fit, data.fit, data.popular_fit, ranker=None, stages={}, metrics={}
+        base,
+        data.catalogue,
+        chosen,
+        cooc_fit,
+        data.fit,
+        data.popular_fit,
+        ranker=None,
+        stages={},
+        metrics={},
+        repurchase=repurchase_fit,
     )
     scorer = BatchScorer(validation, serving=ServingSettings(index="flat"), item_features=data.item_features)
     users_features = data.valid_user_features
@@ -202,6 +252,7 @@ def fit_pipeline(
         [data.valid_history[u] for u in choose],
         [data.valid_exclude[u] for u in choose],
         None if users_features is None else users_features[choose],
+        bought_of(choose),
     )
     labels = _labels(cands.rows, targets(choose), _weights(data.valid_relevant_weights, choose))
     half = np.random.default_rng(config.seed).permutation(len(choose)) < len(choose) // 2
@@ -244,6 +295,7 @@ def fit_pipeline(
             "best_epoch": history_tt["best_epoch"],
         },
         "co-occurrence": {"serving": True, f"validation ndcg@{k}": cooc_ndcg, "params": params.__dict__},
+        "buy-again": buy_again_stage,
         "popularity": {"serving": True, "role": "cold start and backfill"},
         "ranker": ranker_stage,
     }
@@ -261,6 +313,7 @@ def fit_pipeline(
             [data.valid_exclude[u] for u in report],
             None if users_features is None else users_features[report],
             k,
+            bought=bought_of(report),
         )
         metrics["model"] = _metrics([r.rows for r in served], targets(report), k)
         popular = np.argsort(-validation.popularity, kind="stable")
@@ -296,6 +349,7 @@ def fit_pipeline(
         ranker,
         stages,
         metrics,
+        repurchase=repurchase_refit,
     )
     seconds["refit"] = time.perf_counter() - t
     say(
@@ -342,6 +396,7 @@ def _package(
     ranker,
     stages: dict,
     metrics: dict,
+    repurchase: np.ndarray | None = None,
 ) -> ModelBundle:
     counts = np.bincount(np.concatenate(histories), minlength=len(catalogue)) if len(histories) else None
     return ModelBundle(
@@ -353,6 +408,7 @@ def _package(
         popularity=np.zeros(len(catalogue)) if counts is None else counts.astype(np.float64),
         popular=popular,
         ranker=ranker,
+        repurchase_days=repurchase,
     )
 
 

@@ -11,11 +11,16 @@ For each user:
    nearest items, the excluded ones dropped, the best `C` kept (`C` = the ranker's candidates).
 2. **Co-occurrence**: the items that followed the user's recent items in other users' histories
    (with a popularity tie-break, so a user with a thin history still gets `C`); excluded dropped.
-3. **Merge**: the two lists interleaved (two-tower first) into `C` distinct candidates.
+2b. **Buy again** (packages fitted with purchase records only, `models.buy_again`): the user's own
+   purchases by a time-decayed count; excluded dropped (so nothing where the seen filter removes
+   what the user bought).
+3. **Merge**: the lists interleaved (buy again, two-tower, co-occurrence) into `C` distinct candidates.
 4. **Rank**: the ranker orders the candidates from each source's view of them plus the online user
    and item features; a package without a ranker keeps the merged order.
-5. **Rules and backfill**: at most `max_per_category` items of one category; a list shorter than `k`
-   is filled with popular items (the user's region first) that are not excluded.
+5. **Rules and backfill**: at most `max_per_category` items of one category; in a package with the
+   buy-again source, at least `buy_again.min_discoveries` items the user never bought (the best-ranked
+   ones replace the lowest-ranked repeats); a list shorter than `k` is filled with popular items (the
+   user's region first) that are not excluded.
 
 Users the platform has never seen are not scored here: the service answers them from the popular
 lists (`ModelBundle.popular`), with `fallback: true`.
@@ -30,12 +35,13 @@ import numpy as np
 import tensorflow as tf
 
 from models.bundle import ModelBundle
+from models.buy_again import REPEAT_FEATURES, Bought, repeat_lookup
 from models.index import ItemIndex, build_index
 from models.ranker import SOURCE_FEATURES, scale_numeric
 from models.sequential import pad_left
 from recflow.settings import ServingSettings
 
-SOURCES: tuple[str, ...] = ("two-tower", "co-occurrence", "both", "popular")
+SOURCES: tuple[str, ...] = ("two-tower", "co-occurrence", "both", "popular", "buy-again")
 
 
 @dataclass(frozen=True)
@@ -47,12 +53,15 @@ class Query:
         exclude: item ids never to recommend (the seen filter: what the user bought).
         user_features: online user features by name (missing or None count as 0).
         region: the user's region, for the popular backfill.
+        bought: the user's purchases as (item id, days before now), one per purchase: the buy-again
+            source's input (read only by packages that have it).
     """
 
     history: Sequence[str]
     exclude: Collection[str] = ()
     user_features: Mapping[str, object] | None = None
     region: str | None = None
+    bought: Sequence[tuple[str, float]] = ()
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,8 @@ class Candidates:
     Attributes:
         rows: int [B, C] catalogue rows (-1 where the catalogue ran out after the seen filter).
         features: float32 [B, C, F] ranker input (`SOURCE_FEATURES`, user features, item features).
-        source: int [B, C] index into `SOURCES` (0 two-tower, 1 co-occurrence, 2 both).
+        source: int [B, C] index into `SOURCES` (0 two-tower, 1 co-occurrence, 2 both, 4 buy again:
+            the user's own purchase, whatever else proposed it).
         retrieval: float32 [B, C] the two-tower's score of each candidate.
     """
 
@@ -109,6 +119,10 @@ class BatchScorer:
         self.index = index or build_index(bundle.item_embeddings, self.serving, self._sample_queries())
         self.attributes = bundle.catalogue.attributes
         self.log_popularity = np.log1p(bundle.popularity).astype(np.float32)
+        self.buy_again = bundle.config.buy_again
+        self.repurchase_days = (
+            np.full(n_items, np.nan) if bundle.repurchase_days is None else np.asarray(bundle.repurchase_days)
+        )
         self.tie_break = (1e-6 * bundle.popularity / max(float(bundle.popularity.max()), 1.0))[None, :]
         self.batch_size = int(max(1, min(1024, 2e7 // max(n_items, 1))))  # dense [B, n_items] rows
         max_len = bundle.config.two_tower.max_len
@@ -153,7 +167,17 @@ class BatchScorer:
         histories = [catalogue.encode(q.history) for q in queries]
         exclude = [catalogue.encode(q.exclude) for q in queries]
         regions = [q.region for q in queries]
-        return self.rank(histories, exclude, self.user_matrix(queries), k, regions)
+        bought = [self.bought(q.bought) for q in queries] if self.buy_again.enabled else None
+        return self.rank(histories, exclude, self.user_matrix(queries), k, regions, bought)
+
+    def bought(self, purchases: Sequence[tuple[str, float]]) -> Bought:
+        """A query's purchases (item id, days ago) as catalogue rows; unknown items are ignored."""
+        index = self.bundle.catalogue.index
+        known = [(index[str(i)], float(d)) for i, d in purchases if str(i) in index]
+        if not known:
+            return Bought.empty()
+        rows, days = zip(*known, strict=True)
+        return Bought(np.array(rows, np.int64), np.maximum(np.array(days, np.float64), 0.0))
 
     def rank(
         self,
@@ -162,6 +186,7 @@ class BatchScorer:
         user_features: np.ndarray | None,
         k: int,
         regions: Sequence[str | None] | None = None,
+        bought: Sequence[Bought] | None = None,
     ) -> list[Ranked]:
         """Top-k lists from catalogue rows: histories (oldest first) and excluded rows per user.
 
@@ -171,35 +196,49 @@ class BatchScorer:
             user_features: raw online user features [B, n_user_features] (NaN = missing) or None.
             k: list length.
             regions: each user's region (popular backfill), or None.
+            bought: each user's purchases (the buy-again source's input), or None (none known).
         """
         out: list[Ranked] = []
         for lo in range(0, len(histories), self.batch_size):
             hi = min(lo + self.batch_size, len(histories))
             users = None if user_features is None else user_features[lo:hi]
-            cands = self._candidates(histories[lo:hi], exclude[lo:hi], users)
+            part = None if bought is None else bought[lo:hi]
+            cands = self._candidates(histories[lo:hi], exclude[lo:hi], users, part)
             order, scores = self._order(cands)
             for b in range(hi - lo):
                 region = regions[lo + b] if regions is not None else None
-                out.append(self._finish(cands, b, order[b], scores[b], exclude[lo + b], k, region))
+                repeats = None
+                if self.buy_again.enabled and self.buy_again.min_discoveries and bought is not None:
+                    repeats = set(bought[lo + b].rows.tolist())
+                out.append(self._finish(cands, b, order[b], scores[b], exclude[lo + b], k, region, repeats))
         return out
 
     def candidates(
-        self, histories: Sequence[np.ndarray], exclude: Sequence[np.ndarray], user_features: np.ndarray | None
+        self,
+        histories: Sequence[np.ndarray],
+        exclude: Sequence[np.ndarray],
+        user_features: np.ndarray | None,
+        bought: Sequence[Bought] | None = None,
     ) -> Candidates:
-        """Merged candidates of both sources and the ranker's features for them (steps 1-3), in batches."""
+        """Merged candidates of the sources and the ranker's features for them (steps 1-3), in batches."""
         parts = []
         for lo in range(0, len(histories), self.batch_size):
             hi = min(lo + self.batch_size, len(histories))
             users = None if user_features is None else user_features[lo:hi]
-            parts.append(self._candidates(histories[lo:hi], exclude[lo:hi], users))
+            part = None if bought is None else bought[lo:hi]
+            parts.append(self._candidates(histories[lo:hi], exclude[lo:hi], users, part))
         if len(parts) <= 1:
-            return parts[0] if parts else self._candidates(histories, exclude, user_features)
+            return parts[0] if parts else self._candidates(histories, exclude, user_features, bought)
         return Candidates(
             *(np.concatenate([getattr(p, f) for p in parts]) for f in Candidates.__dataclass_fields__)
         )
 
     def _candidates(
-        self, histories: Sequence[np.ndarray], exclude: Sequence[np.ndarray], user_features: np.ndarray | None
+        self,
+        histories: Sequence[np.ndarray],
+        exclude: Sequence[np.ndarray],
+        user_features: np.ndarray | None,
+        bought: Sequence[Bought] | None = None,
     ) -> Candidates:
         n_items, c = len(self.bundle.catalogue), self.n_candidates
         b = len(histories)
@@ -218,8 +257,22 @@ class BatchScorer:
         for u in range(b):
             dense[u, exclude[u]] = -np.inf
         top_c = _top(dense, c)
+        # 2b. buy again: the user's own purchases by their decayed count, excluded dropped
+        repeats = None
+        top_g = np.full((b, c), -1, np.int64)
+        if self.buy_again.enabled:
+            repeats = [
+                repeat_lookup(
+                    bought[u] if bought is not None else Bought.empty(), self.buy_again.half_life_days
+                )
+                for u in range(b)
+            ]
+            for u, (items, score, _, _) in enumerate(repeats):
+                keep = ~np.isin(items, exclude[u])
+                best = np.lexsort((items[keep], -score[keep]))[:c]
+                top_g[u, : len(best)] = items[keep][best]
         # 3. merge
-        rows, source = _merge(top_r, top_c, c)
+        rows, source = _merge(top_r, top_c, c, first=top_g if repeats is not None else None)
         # features
         valid = rows >= 0
         safe = np.where(valid, rows, 0)
@@ -248,6 +301,8 @@ class BatchScorer:
         )
         assert source_features.shape[-1] == len(SOURCE_FEATURES)
         parts = [np.nan_to_num(source_features, nan=0.0, posinf=0.0, neginf=-30.0).astype(np.float32)]
+        if repeats is not None:
+            parts.append(self._repeat_features(repeats, top_g, safe, valid))
         n_user = len(self.bundle.user_features)
         if n_user:
             users = np.full((b, n_user), np.nan, np.float32) if user_features is None else user_features
@@ -256,6 +311,43 @@ class BatchScorer:
             parts.append(self._item_features[safe])
         features = np.concatenate(parts, axis=-1).astype(np.float32)
         return Candidates(rows=rows, features=features, source=source, retrieval=r.astype(np.float32))
+
+    def _repeat_features(
+        self,
+        repeats: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+        top_g: np.ndarray,
+        cand: np.ndarray,
+        valid: np.ndarray,
+    ) -> np.ndarray:
+        """`REPEAT_FEATURES` of each candidate [B, C, len(REPEAT_FEATURES)] from the users' purchase records."""
+        c = cand.shape[1]
+        score = np.zeros(cand.shape)
+        count = np.zeros(cand.shape)
+        since = np.full(cand.shape, np.nan)
+        for u, (items, s, n, d) in enumerate(repeats):
+            if not len(items):
+                continue
+            at = np.minimum(np.searchsorted(items, cand[u]), len(items) - 1)
+            hit = (items[at] == cand[u]) & valid[u]
+            score[u, hit], count[u, hit], since[u, hit] = s[at[hit]], n[at[hit]], d[at[hit]]
+        bought = count > 0
+        interval = self.repurchase_days[cand]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            due = np.where(bought & (interval > 0), since / interval, np.nan)
+        out = np.stack(
+            [
+                np.log1p(score),
+                np.log1p(_ranks(top_g, cand, c)),
+                bought.astype(np.float64),
+                np.log1p(count),
+                np.where(bought, np.log1p(since), 0.0),
+                np.log1p(interval),
+                np.log1p(due),
+            ],
+            axis=-1,
+        )
+        assert out.shape[-1] == len(REPEAT_FEATURES)
+        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
     def query_vectors(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         """The two-tower's query vectors [B, dim] for histories of catalogue rows."""
@@ -291,6 +383,7 @@ class BatchScorer:
         exclude: np.ndarray,
         k: int,
         region: str | None,
+        repeats: set[int] | None = None,
     ) -> Ranked:
         rows = cands.rows[b][order]
         sources = cands.source[b][order]
@@ -298,6 +391,8 @@ class BatchScorer:
         keep = rows >= 0
         rows, scores, sources, retrieval = rows[keep], scores[keep], sources[keep], retrieval[keep]
         kept = self._rules(rows, k)
+        if repeats is not None:
+            kept = _with_discoveries(rows, kept, repeats, self.buy_again.min_discoveries)
         out_rows = [int(r) for r in rows[kept]]
         out_scores = [float(s) for s in scores[kept]]
         out_sources = [SOURCES[int(s)] for s in sources[kept]]
@@ -392,20 +487,26 @@ def _top(scores: np.ndarray, n: int) -> np.ndarray:
     return np.where(np.isfinite(np.take_along_axis(scores, top, axis=1)), top, -1)
 
 
-def _merge(first: np.ndarray, second: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Interleave two ranked lists per user ([B, m] each, -1 = none) into `n` distinct rows.
+def _merge(
+    retrieval: np.ndarray, cooccurrence: np.ndarray, n: int, first: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Interleave ranked lists per user ([B, m] each, -1 = none) into `n` distinct rows.
 
-    Returns the rows [B, n] (-1 padded) and each row's source (0 first list, 1 second, 2 both).
+    `first` (the buy-again list, when the package has it) leads each round, then `retrieval`, then
+    `cooccurrence`. Returns the rows [B, n] (-1 padded) and each row's source index into `SOURCES`
+    (0 retrieval, 1 co-occurrence, 2 both, 4 the buy-again list).
     """
-    b = len(first)
+    b = len(retrieval)
     rows = np.full((b, n), -1, np.int64)
     source = np.zeros((b, n), np.int64)
+    lists = [retrieval, cooccurrence] if first is None else [first, retrieval, cooccurrence]
     for u in range(b):
-        in_first = set(first[u][first[u] >= 0].tolist())
-        in_second = set(second[u][second[u] >= 0].tolist())
+        in_first = set(retrieval[u][retrieval[u] >= 0].tolist())
+        in_second = set(cooccurrence[u][cooccurrence[u] >= 0].tolist())
+        repeat = set() if first is None else set(first[u][first[u] >= 0].tolist())
         seen: dict[int, None] = {}
-        for a, c in zip(first[u], second[u], strict=True):
-            for item in (a, c):
+        for round_ in zip(*(lst[u] for lst in lists), strict=True):
+            for item in round_:
                 if item >= 0 and len(seen) < n:
                     seen.setdefault(int(item))
             if len(seen) >= n:
@@ -413,9 +514,23 @@ def _merge(first: np.ndarray, second: np.ndarray, n: int) -> tuple[np.ndarray, n
         merged = list(seen)
         rows[u, : len(merged)] = merged
         source[u, : len(merged)] = [
-            2 if (i in in_first and i in in_second) else (0 if i in in_first else 1) for i in merged
+            4 if i in repeat else (2 if (i in in_first and i in in_second) else (0 if i in in_first else 1))
+            for i in merged
         ]
     return rows, source
+
+
+def _with_discoveries(rows: np.ndarray, kept: np.ndarray, repeats: set[int], wanted: int) -> np.ndarray:
+    """`kept` positions of `rows` with at least `wanted` rows not in `repeats`: the best-ranked other
+    candidates replace the lowest-ranked repeats (the list keeps its length and the ranked order)."""
+    chosen = kept.tolist()
+    need = wanted - sum(int(rows[i]) not in repeats for i in chosen)
+    if need <= 0:
+        return kept
+    taken = set(chosen)
+    extra = [i for i in range(len(rows)) if i not in taken and int(rows[i]) not in repeats][:need]
+    drop = set([i for i in chosen if int(rows[i]) in repeats][-len(extra) :]) if extra else set()
+    return np.array(sorted([i for i in chosen if i not in drop] + extra), np.int64)
 
 
 def _ranks(top: np.ndarray, cand: np.ndarray, c: int) -> np.ndarray:

@@ -139,9 +139,10 @@ def evaluate_package(bundle, held, serving: ServingSettings, k: int) -> PackageE
     items = item_feature_matrix(held.item_features, bundle.catalogue, bundle.item_features)
     scorer = BatchScorer(bundle, serving=serving, item_features=items)
     user_rows = held.user_features.to_dict("index")
+    bought = held.bought or [[] for _ in held.users]
     queries = [
-        Query(history=h, exclude=e, user_features=user_rows.get(u), region=r)
-        for u, h, e, r in zip(held.users, held.history, held.exclude, held.regions, strict=True)
+        Query(history=h, exclude=e, user_features=user_rows.get(u), region=r, bought=b)
+        for u, h, e, r, b in zip(held.users, held.history, held.exclude, held.regions, bought, strict=True)
     ]
     ranked = scorer.recommend(queries, k)
     tops = [bundle.catalogue.ids(r.rows) for r in ranked]

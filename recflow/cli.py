@@ -207,9 +207,18 @@ def bench_quality(
                 param_hint="--dataset",
             )
         from benchmarks.next_basket import run_next_basket_bench
+        from benchmarks.next_basket_platform import PlatformRow
 
         command = f"recflow bench quality --dataset {dataset} --protocol next-basket --json {json_out}"
-        run_next_basket_bench(dataset, json_out, seed=seed, command=command)
+        run_next_basket_bench(
+            dataset,
+            json_out,
+            seed=seed,
+            command=command,
+            platform_for=lambda data: PlatformRow(
+                dataset, data.items, settings.model_copy(update={"seed": seed})
+            ),
+        )
         return
     if protocol != "leave-one-out":
         raise typer.BadParameter(

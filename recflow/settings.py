@@ -75,6 +75,11 @@ class DataSettings(BaseModel):
 SOURCE_TIMEZONES: dict[str, str] = {"completejourney": "America/New_York"}
 """Where each dated source's shop is; sources without real dates are cut in UTC."""
 
+SOURCE_EXCLUDES_PURCHASED: dict[str, bool] = {"completejourney": False}
+"""The seen filter's default per source (`serving.exclude_purchased` unset): a grocery shop's baskets are
+mostly what the household bought before, so its purchases stay recommendable (and feed the buy-again
+source, `models.buy_again`); every other source never shows a user what they bought."""
+
 
 class FeatureSettings(BaseModel):
     """Feast feature store: offline parquet, online SQLite (default) or Redis."""
@@ -117,6 +122,21 @@ class TrainSettings(BaseModel):
         ge=0,
         description="two-tower sampled softmax: uniform negatives per batch on a catalogue larger than this "
         "(0, or a catalogue no larger: the full softmax)",
+    )
+    sampled_softmax_above: int = Field(
+        50000,
+        gt=0,
+        description="catalogues with more items than this train the two-tower with `sampled_negatives` uniform "
+        "negatives when `negatives` is 0 (the full softmax's logits dominate an epoch's cost: the grocery "
+        "year's 68k products)",
+    )
+    sampled_negatives: int = Field(2048, gt=0, description="negatives of the rule above")
+    min_discoveries: int = Field(
+        1,
+        ge=0,
+        description="packages with the buy-again source (sources whose seen filter keeps purchases) keep at "
+        "least this many items the user never bought in every list: the best-ranked discoveries replace "
+        "the lowest-ranked repeats",
     )
     event_weights: dict[str, float] = Field(
         default_factory=lambda: {"view": 1.0, "add_to_cart": 2.0, "purchase": 3.0},
@@ -173,8 +193,11 @@ class ServingSettings(BaseModel):
         ' (erasure, experiments), comma-separated for several, e.g. {"k1": "read", "k2": "read,write"};'
         " see serving/auth.py",
     )
-    exclude_purchased: bool = Field(
-        True, description="never recommend what the user bought (the seen filter); backfilled to k"
+    exclude_purchased: bool | None = Field(
+        None,
+        description="never recommend what the user bought (the seen filter); backfilled to k. None: the data"
+        " source's default (false for completejourney, where baskets are mostly repeats; true otherwise):"
+        " read it as `Settings.exclude_purchased`",
     )
     max_per_category: int | None = Field(None, gt=0, description="business rule: at most M per category")
     nprobe: int = Field(8, gt=0, description="faiss IVF cells probed per query")
@@ -275,6 +298,13 @@ class Settings(BaseSettings):
     prefect_database_url: SecretStr | None = Field(
         None, description="PostgreSQL URL for the Prefect server (SQLite when unset)"
     )
+
+    @property
+    def exclude_purchased(self) -> bool:
+        """Whether the seen filter removes purchased items: `serving.exclude_purchased`, else the source's."""
+        if self.serving.exclude_purchased is not None:
+            return self.serving.exclude_purchased
+        return SOURCE_EXCLUDES_PURCHASED.get(self.data.source.split(":", 1)[0], True)
 
     # ---- derived paths (nothing is created here) ----
     @property

@@ -1,10 +1,12 @@
-"""Who bought what: the filter that keeps already-purchased items out of a user's recommendations."""
+"""Who bought what, and when: the seen filter, the buy-again source's input and the repeat reasons."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
+import numpy as np
 import pandas as pd
 
 from recflow.settings import Settings
@@ -16,11 +18,13 @@ class Purchases:
     """Items each user purchased: from the validated events at start, plus purchases posted to `/events`.
 
     The online store keeps the recent-item sequence, not the full purchase history, so the service
-    keeps this set per user itself (a few bytes per purchase).
+    keeps this per user itself: the set of items (the seen filter, the repeat reasons) and every
+    purchase's item and time (the buy-again source: `bought`), a few dozen bytes per purchase.
     """
 
     def __init__(self, by_user: dict[str, frozenset[str]] | None = None) -> None:
         self._by_user: dict[str, frozenset[str]] = dict(by_user or {})
+        self._record: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -36,17 +40,31 @@ class Purchases:
 
     def add(self, events: pd.DataFrame) -> None:
         """Record the purchase rows of `events` (columns user_id, item_id, event_type)."""
-        bought = events.loc[events["event_type"] == "purchase", ["user_id", "item_id"]]
+        rows = events["event_type"] == "purchase"
+        bought = events.loc[rows, ["user_id", "item_id"]].astype(str)
         if bought.empty:
             return
-        grouped = bought.astype(str).groupby("user_id")["item_id"].agg(frozenset)
-        with self._lock:  # readers see either the old or the new frozenset of a user, never a partial one
-            for user_id, items in grouped.items():
-                self._by_user[user_id] = self._by_user.get(user_id, frozenset()) | items
+        if "timestamp" in events.columns:
+            stamps = pd.to_datetime(events.loc[rows, "timestamp"], utc=True)
+            bought["unix_s"] = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+        else:
+            bought["unix_s"] = time.time()
+        grouped = bought.groupby("user_id")
+        items_of = grouped["item_id"].agg(frozenset)
+        with self._lock:  # readers see either the old or the new entries of a user, never a partial one
+            for user_id, group in grouped:
+                user_id = str(user_id)
+                self._by_user[user_id] = self._by_user.get(user_id, frozenset()) | items_of[user_id]
+                old_items, old_times = self._record.get(user_id, (np.zeros(0, object), np.zeros(0)))
+                self._record[user_id] = (
+                    np.concatenate([old_items, group["item_id"].to_numpy(object)]),
+                    np.concatenate([old_times, group["unix_s"].to_numpy(np.float64)]),
+                )
 
     def forget(self, user_id: str) -> bool:
         """Drop a user's purchases (erasure); True when there were any."""
         with self._lock:
+            self._record.pop(user_id, None)
             return self._by_user.pop(user_id, None) is not None
 
     def forget_matching(self, hashes: set[str], hasher) -> int:
@@ -59,6 +77,12 @@ class Purchases:
     def of(self, user_id: str) -> frozenset[str]:
         """The items `user_id` bought (empty for an unknown user)."""
         return self._by_user.get(user_id, frozenset())
+
+    def bought(self, user_id: str, now: float | None = None) -> list[tuple[str, float]]:
+        """Every purchase of `user_id` as (item id, days before `now`, a unix time; default the clock)."""
+        items, times = self._record.get(user_id, (np.zeros(0, object), np.zeros(0)))
+        ages = np.maximum(((time.time() if now is None else now) - times) / 86_400.0, 0.0)
+        return [(str(i), float(a)) for i, a in zip(items, ages, strict=True)]
 
     def __len__(self) -> int:
         return len(self._by_user)

@@ -136,13 +136,15 @@ class Recommender:
     def query(self, user_id: str, user: dict, region: str | None = None) -> Query:
         """The scorer's input for a known user: recent items, the seen filter, online features."""
         exclude: frozenset[str] = frozenset()
-        if self.settings.serving.exclude_purchased:
+        if self.settings.exclude_purchased:
             exclude = self.purchases.of(user_id)
+        bought = self.purchases.bought(user_id) if self.bundle.config.buy_again.enabled else []
         return Query(
             history=[str(i) for i in (user.get("recent_items") or [])],
             exclude=exclude,
             user_features=user,
             region=user.get("region") or region,
+            bought=bought,
         )
 
     def response(
@@ -151,8 +153,17 @@ class Recommender:
         """The scorer's list as the API answers it (ids, scores, true reasons)."""
         ids = self.bundle.catalogue.ids(ranked.rows)
         reasons = self._reasons(ranked, history, region)
+        bought = self.purchases.of(user_id)
+        if bought:  # a repeat says so: how often and when the user bought it
+            record: dict[str, list[float]] = {}
+            for item, days in self.purchases.bought(user_id):
+                record.setdefault(item, []).append(days)
+            reasons = [
+                _bought_reason(record.get(item, [])) if item in bought else reason
+                for item, reason in zip(ids, reasons, strict=True)
+            ]
         items = [
-            ScoredItem(item_id=item, score=round(float(score), 6), reason=reason)
+            ScoredItem(item_id=item, score=round(float(score), 6), reason=reason, repeat=item in bought)
             for item, score, reason in zip(ids, ranked.scores, reasons, strict=True)
         ]
         return RecommendResponse(user_id=user_id, items=items, model=self.tag, fallback=fallback)
@@ -224,6 +235,16 @@ class Recommender:
     def _mark(self, stage: str, since: float) -> None:
         if self.observe is not None:
             self.observe(stage, time.perf_counter() - since)
+
+
+def _bought_reason(days_ago: list[float]) -> str:
+    """`buy again: you bought it 3 times, last 6 days ago` (the record of one item; empty: no dates)."""
+    if not days_ago:
+        return "buy again: you bought it before"
+    times = "once" if len(days_ago) == 1 else f"{len(days_ago)} times"
+    last = int(min(days_ago))
+    when = "today" if last == 0 else ("yesterday" if last == 1 else f"{last} days ago")
+    return f"buy again: you bought it {times}, last {when}"
 
 
 def item_matrix(bundle: ModelBundle, features: OnlineFeatures | None) -> np.ndarray | None:

@@ -41,6 +41,11 @@ class ScoredItem(BaseModel):
     item_id: str
     score: float
     reason: str
+    repeat: bool | None = Field(
+        None,
+        description="true: the user bought the item before (a repeat purchase, the reason says how often and"
+        " when); false: a discovery, new to the user; null where it does not apply (similar items)",
+    )
 
 
 class RecommendResponse(BaseModel):

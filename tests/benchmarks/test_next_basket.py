@@ -181,6 +181,29 @@ def test_bench_writes_both_protocols_and_the_platform_row(december_folder, tmp_p
     assert out.with_suffix(".png").stat().st_size > 0 and "| tifu-knn |" in out.with_suffix(".md").read_text()
 
 
+def test_the_platform_row_is_the_served_family_fitted_on_each_protocol(december_folder, tmp_path):
+    """The real platform row (fit_pipeline + BatchScorer, tiny hyperparameters) in the bench's JSON."""
+    from benchmarks.next_basket_platform import PlatformRow
+    from recflow.settings import load_settings
+
+    source = f"completejourney:{december_folder}"
+    out = tmp_path / "nb.json"
+    settings = load_settings("tiny")
+    result = run_next_basket_bench(
+        source, out, platform_for=lambda data: PlatformRow(source, data.items, settings)
+    )
+    saved = json.loads(out.read_text())
+    for table in (saved["models"], saved["details"]["temporal"]["models"]):
+        row = table["platform"]
+        assert row["kind"] == "platform" and set(row) == {"kind", *METRICS, "train_seconds"}
+        assert 0 < row["recall@10"] <= 1 and 0 < row["ndcg@10"] <= 1
+    details = result["details"]["last_basket"]["models"]["platform"]
+    assert details["exclude_purchased"] is False  # the grocery source keeps purchases recommendable
+    assert details["stages"]["buy-again"]["serving"] is True and details["sources"].get("buy-again", 0) > 0
+    # households here mostly rebuy their favourites: the family with its buy-again source sees it
+    assert saved["models"]["platform"]["repeat_recall@10"] > 0.5
+
+
 def test_command_line_names_the_sources_it_reads(tmp_path):
     from recflow.cli import app
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from toys import TOY_METADATA, toy_config, toy_fit_data
@@ -84,3 +86,12 @@ def test_no_returning_user_is_a_clear_error():
     data.valid_users, data.valid_history, data.valid_exclude, data.valid_relevant = [], [], [], []
     with pytest.raises(ValueError, match="no validation user"):
         fit_pipeline(data, toy_config(), TOY_METADATA)
+
+
+def test_large_catalogues_train_the_two_tower_with_a_sampled_softmax():
+    config = toy_config()
+    assert config.for_catalogue(config.sampled_softmax_above) is config  # up to the rule: the full softmax
+    big = config.for_catalogue(config.sampled_softmax_above + 1)
+    assert big.two_tower.negatives == config.sampled_negatives and big.ranker == config.ranker
+    chosen = replace(config, two_tower=replace(config.two_tower, negatives=512))
+    assert chosen.for_catalogue(10**6).two_tower.negatives == 512  # an explicit choice wins

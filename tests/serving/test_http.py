@@ -56,7 +56,7 @@ def test_health_is_open_and_recommend_needs_the_key(server, served):
     data = r.json()
     assert set(data) == {"user_id", "items", "model", "fallback", "request_id", "variant", "experiment"}
     assert len(data["items"]) == 3 and data["variant"] == "champion" and data["experiment"] == ""
-    assert set(data["items"][0]) == {"item_id", "score", "reason"}
+    assert set(data["items"][0]) == {"item_id", "score", "reason", "repeat"}
     assert httpx.get(f"{url}/metadata", headers=AUTH).json()["champion"] == served.tag
 
 
