@@ -29,8 +29,6 @@ class PipelineConfig:
     event_weights: dict[str, float] = field(
         default_factory=lambda: {"view": 1.0, "add_to_cart": 2.0, "purchase": 3.0}
     )
-    sampled_softmax_above: int = 50_000
-    sampled_negatives: int = 2048
     tuning_users: int = 8000
     report_share: float = 0.5
     ranker_alpha: float = 0.05
@@ -92,8 +90,6 @@ class PipelineConfig:
             two_tower=two_tower,
             ranker=ranker,
             event_weights=dict(t.event_weights),
-            sampled_softmax_above=t.sampled_softmax_above,
-            sampled_negatives=t.sampled_negatives,
             buy_again=BuyAgainConfig(min_discoveries=t.min_discoveries),
             tuning_users=t.tuning_users,
             report_share=t.report_share,
@@ -105,13 +101,6 @@ class PipelineConfig:
     def with_cooccurrence(self, params: CooccurrenceParams) -> PipelineConfig:
         """The same config with the co-occurrence parameters chosen on validation."""
         return replace(self, cooccurrence=params)
-
-    def for_catalogue(self, n_items: int) -> PipelineConfig:
-        """The config a catalogue of `n_items` trains with: above `sampled_softmax_above` items, a two-tower
-        asked for the full softmax (`negatives` 0) trains with `sampled_negatives` uniform negatives."""
-        if self.two_tower.negatives or n_items <= self.sampled_softmax_above:
-            return self
-        return replace(self, two_tower=replace(self.two_tower, negatives=self.sampled_negatives))
 
     def with_buy_again(self, params: BuyAgainConfig) -> PipelineConfig:
         """The same config with the buy-again source as fitted (on, and its half-life chosen on validation)."""

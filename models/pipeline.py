@@ -142,7 +142,6 @@ def fit_pipeline(
     say = progress or log.info
     k = config.k
     n_items = len(data.catalogue)
-    config = config.for_catalogue(n_items)
     attrs = data.catalogue.attributes
     choose, report = split_users(data.valid_users, config.report_share, config.seed)
     if not len(choose):

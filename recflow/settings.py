@@ -123,14 +123,6 @@ class TrainSettings(BaseModel):
         description="two-tower sampled softmax: uniform negatives per batch on a catalogue larger than this "
         "(0, or a catalogue no larger: the full softmax)",
     )
-    sampled_softmax_above: int = Field(
-        50000,
-        gt=0,
-        description="catalogues with more items than this train the two-tower with `sampled_negatives` uniform "
-        "negatives when `negatives` is 0 (the full softmax's logits dominate an epoch's cost: the grocery "
-        "year's 68k products)",
-    )
-    sampled_negatives: int = Field(2048, gt=0, description="negatives of the rule above")
     min_discoveries: int = Field(
         1,
         ge=0,

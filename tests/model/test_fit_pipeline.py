@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 from toys import TOY_METADATA, toy_config, toy_fit_data
 
+from models.config import PipelineConfig
 from models.pipeline import fit_pipeline, split_users
+from recflow.settings import Settings
 
 N_ITEMS = 40
 
@@ -88,10 +88,10 @@ def test_no_returning_user_is_a_clear_error():
         fit_pipeline(data, toy_config(), TOY_METADATA)
 
 
-def test_large_catalogues_train_the_two_tower_with_a_sampled_softmax():
-    config = toy_config()
-    assert config.for_catalogue(config.sampled_softmax_above) is config  # up to the rule: the full softmax
-    big = config.for_catalogue(config.sampled_softmax_above + 1)
-    assert big.two_tower.negatives == config.sampled_negatives and big.ranker == config.ranker
-    chosen = replace(config, two_tower=replace(config.two_tower, negatives=512))
-    assert chosen.for_catalogue(10**6).two_tower.negatives == 512  # an explicit choice wins
+def test_catalogues_larger_than_the_negatives_train_a_sampled_softmax():
+    """One knob: `train.negatives` (2048) samples on Beauty's and the grocery year's catalogues (the
+    model samples only when the catalogue is larger), the synthetic shop's 1,200 items keep the full softmax."""
+    settings = Settings()
+    two_tower = PipelineConfig.from_settings(settings).two_tower
+    assert two_tower.negatives == settings.train.negatives == 2048
+    assert settings.data.n_items < two_tower.negatives < 12101
