@@ -148,11 +148,40 @@ class PolicyRun:
     pending: tuple[DayRecord, object] | None = None  # an alarm day's record and the retrained model
 
 
+def policy_names(policy: str) -> list[str]:
+    """The policies a `--policy` value names: one, several separated by commas, or `all` (the four).
+
+    Raises:
+        ValueError: naming an unknown policy.
+    """
+    if policy == "all":
+        return list(POLICIES)
+    names = [Policy(name.strip()).name for name in policy.split(",") if name.strip()]
+    if not names:
+        raise ValueError(f"No policy in {policy!r}: expected one of {', '.join(POLICIES)} or 'all'")
+    return list(dict.fromkeys(names))
+
+
+REPLAY_NEGATIVES = 2048
+REPLAY_MAX_EPOCHS = 8
+
+
 def replay_settings(settings: Settings) -> Settings:
-    """The replay's world: home `<home>/policy-replay`, one held-out day per training (as simulate)."""
+    """The replay's world: home `<home>/policy-replay`, one held-out day per training (as simulate).
+
+    A retrain's cost is bounded: the two-tower trains with a sampled softmax of `REPLAY_NEGATIVES`
+    negatives when `train.negatives` is 0 (the grocery year's catalogue holds 92k products) and for at
+    most `REPLAY_MAX_EPOCHS` epochs (it early-stops anyway).
+    """
     base = settings.model_dump()
     base["home"] = settings.home / REPLAY_DIR
     base["data"] = {**base["data"], "holdout_days": 1}
+    train = base["train"]
+    base["train"] = {
+        **train,
+        "negatives": train["negatives"] or REPLAY_NEGATIVES,
+        "max_epochs": min(train["max_epochs"], REPLAY_MAX_EPOCHS),
+    }
     return type(settings).model_validate(base)
 
 
@@ -287,6 +316,8 @@ def replay_flow(
         "history_days": history_days,
         "cooldown": cooldown,
         "k": k,
+        "train": {"negatives": sim.train.negatives, "max_epochs": sim.train.max_epochs},
+        "exclude_purchased": sim.serving.exclude_purchased,
         "policies": summaries,
         "days": [r.to_dict(k) for run in runs for r in run.records],
         "validation": {
@@ -521,11 +552,12 @@ def run_replay(
     end: date | None = None,
     train_days: int = 28,
     cooldown: int = 7,
+    feature_days: int = 31,
     command: str | None = None,
 ) -> dict:
-    """Run the replay flow for `policy` (`all`: the four side by side), write the JSON (and with `all`,
-    or more than one policy, a Markdown table, a PNG chart and the dashboards); print the summary."""
-    policies = list(POLICIES) if policy == "all" else [Policy(policy).name]
+    """Run the replay flow for `policy` (`policy_names`), write the JSON (with several policies also a
+    Markdown table, a PNG chart and the first policy's days in the dashboards); print the summary."""
+    policies = policy_names(policy)
     (settings.home / "prefect").mkdir(parents=True, exist_ok=True)  # PREFECT_HOME of the CLI
     t = time.perf_counter()
     result = replay_flow(
@@ -534,8 +566,9 @@ def run_replay(
         start=start,
         end=end,
         train_days=train_days,
+        feature_days=feature_days,
         cooldown=cooldown,
-        dashboards=policy == "all",
+        dashboards=len(policies) > 1,
     )
     result["seconds"] = round(time.perf_counter() - t, 1)
     result["command"] = command

@@ -141,9 +141,9 @@ def basket_metrics(
     """
     discount = 1.0 / np.log2(np.arange(2, max(k, max((len(t) for t in targets), default=1)) + 2))
     recall, ndcg, phr, repeat, explore = [], [], [], [], []
-    for top, truth, history in zip(lists, targets, histories, strict=True):
+    for top, target, history in zip(lists, targets, histories, strict=True):
         chosen_list = list(top)[:k]
-        truth = set(list(truth))
+        truth = set(list(target))
         hit = np.array([i in truth for i in chosen_list], dtype=bool)
         recall.append(hit.sum() / len(truth))
         ndcg.append(discount[: len(hit)][hit].sum() / discount[: len(truth)].sum())

@@ -470,6 +470,12 @@ def replay(
     cooldown: Annotated[
         int, typer.Option(help="days after a retrain during which drift does not retrain again")
     ] = 7,
+    feature_days: Annotated[
+        int,
+        typer.Option(
+            help="newest days the serving feature tables are computed from each day (30-day windows)"
+        ),
+    ] = 31,
     profile: ProfileOpt = None,
     home: HomeOpt = None,
     data: DataOpt = None,
@@ -485,13 +491,12 @@ def replay(
     # one progress line per day on the terminal; Prefect's per-task lines still reach the flow run's logs
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     settings = _settings(profile, home, data)
-    if policy != "all":
-        from flows.policies import Policy
+    from flows.policies import policy_names
 
-        try:
-            Policy(policy)
-        except ValueError as e:
-            raise typer.BadParameter(str(e), param_hint="--policy") from None
+    try:
+        policy_names(policy)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--policy") from None
     days = []
     for name, value in (("--start", start), ("--end", end)):
         try:
@@ -506,6 +511,7 @@ def replay(
         + ([f"--end {end}"] if end else [])
         + ([f"--train-days {train_days}"] if train_days != 28 else [])
         + ([f"--cooldown {cooldown}"] if cooldown != 7 else [])
+        + ([f"--feature-days {feature_days}"] if feature_days != 31 else [])
         + ([f"--profile {profile}"] if profile else [])
         + [f"--json {json_out}"]
     )
@@ -518,6 +524,7 @@ def replay(
             end=days[1],
             train_days=train_days,
             cooldown=cooldown,
+            feature_days=feature_days,
             command=command,
         )
 
