@@ -72,9 +72,9 @@ def test_the_replay_and_each_policy_live_in_homes_of_their_own(tiny_settings):
     assert tiny_settings.data.holdout_days == 2  # the caller's settings are untouched
 
 
-def _record(day: int, ndcg, **kw) -> DayRecord:
+def _record(day: int, ndcg, alarm: bool = False, **kw) -> DayRecord:
     return DayRecord(
-        "drift", (DAY0 + timedelta(days=day)).isoformat(), 5, ndcg, ndcg, 0.1, False, seconds=1.5, **kw
+        "drift", (DAY0 + timedelta(days=day)).isoformat(), 5, ndcg, ndcg, 0.1, alarm, seconds=1.5, **kw
     )
 
 
