@@ -225,6 +225,7 @@ def replay_flow(
     history_days: int = 91,
     cooldown: int = 7,
     dashboards: bool = False,
+    progress: Path | None = None,
 ) -> dict:
     """Replay the source's days from `start` to `end` under each of `policies` (see the module docstring).
 
@@ -237,6 +238,8 @@ def replay_flow(
         history_days: newest days whose purchases are a household's history when it is scored.
         cooldown: days after a retrain during which an alarm does not retrain again (`drift`).
         dashboards: log the first policy's drift and quality per day into the Evidently workspace.
+        progress: a JSON file rewritten after every day with the days so far and their summaries (a
+            run cut short still leaves its figures).
 
     Returns:
         `{"source", "start", "end", "train_days", "policies": {name: summary}, "days": [...], "validation"}`.
@@ -306,6 +309,11 @@ def replay_flow(
                     sim, drift, quality if quality.users else None, _stamp(day), day.isoformat(), opened
                 )
             print(day_line(record, k), flush=True)
+        if progress is not None:
+            progress.parent.mkdir(parents=True, exist_ok=True)
+            summaries = {run.policy.name: summarise(run.records, k) for run in runs}
+            days_so_far = [r.to_dict(k) for run in runs for r in run.records]
+            progress.write_text(json.dumps({"policies": summaries, "days": days_so_far}, indent=1))
     summaries = {run.policy.name: summarise(run.records, k) for run in runs}
     return {
         "source": sim.data.source,
@@ -569,11 +577,13 @@ def run_replay(
         feature_days=feature_days,
         cooldown=cooldown,
         dashboards=len(policies) > 1,
+        progress=json_out.with_suffix(".partial.json"),
     )
     result["seconds"] = round(time.perf_counter() - t, 1)
     result["command"] = command
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(result, indent=2))
+    json_out.with_suffix(".partial.json").unlink(missing_ok=True)  # the whole run is in the JSON now
     written = [json_out]
     if len(policies) > 1:
         written.append(write_chart(result, json_out.with_suffix(".png")))
