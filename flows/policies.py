@@ -492,6 +492,16 @@ def markdown_table(result: dict, command: str | None = None) -> str:
         "A false alarm is an alarm day whose retrained model does not beat the model that served it on "
         "the next day's NDCG (see `flows/policies.py`); alarms without a retrain are not judged.",
     ]
+    if "train" in result:
+        seen = "on" if result.get("exclude_purchased") else "off (purchased items may be recommended again)"
+        lines += [
+            "",
+            f"Two-tower sampled softmax {result['train']['negatives']} negatives, at most "
+            f"{result['train']['max_epochs']} epochs; seen filter {seen}. Validation of the replayed days, "
+            f"one Great Expectations run a day: {result['validation']['rows']:,} rows in "
+            f"{result['validation']['seconds']} s ({result['validation']['rows_per_second']} rows/s). Whole "
+            f"run {result.get('seconds', 0):.0f} s.",
+        ]
     if command:
         lines += ["", "Command:", "", f"    {command}"]
     return "\n".join(lines) + "\n"

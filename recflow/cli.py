@@ -505,14 +505,16 @@ def replay(
             raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=name) from None
     from flows.policies import run_replay
 
+    seen = [] if settings.serving.exclude_purchased else ["RECFLOW_SERVING__EXCLUDE_PURCHASED=false"]
     command = " ".join(
-        ["recflow replay", f"--data {settings.data.source}", f"--policy {policy}"]
+        [*seen, "recflow replay", f"--data {settings.data.source}", f"--policy {policy}"]
         + ([f"--start {start}"] if start else [])
         + ([f"--end {end}"] if end else [])
         + ([f"--train-days {train_days}"] if train_days != 28 else [])
         + ([f"--cooldown {cooldown}"] if cooldown != 7 else [])
         + ([f"--feature-days {feature_days}"] if feature_days != 31 else [])
         + ([f"--profile {profile}"] if profile else [])
+        + ([f"--home {home}"] if home else [])
         + [f"--json {json_out}"]
     )
     with without_banners():
