@@ -12,7 +12,7 @@ Each protocol has a validation split one basket earlier (target: the last histor
 the baskets before it), on which tuned models choose their hyperparameters; no model reads a test
 target. For a household with target basket T (its distinct items) and top-K list P:
 
-* Recall@K = |P ∩ T| / |T|; NDCG@K = DCG / IDCG with the ideal over the whole basket (IDCG sums
+* (`models.evaluate.basket_metrics`) Recall@K = |P ∩ T| / |T|; NDCG@K = DCG / IDCG with the ideal over the whole basket (IDCG sums
   1/log2(i+2) for i < |T|, not only i < K, as the paper's code does); PHR@K = 1 if P ∩ T is not empty;
 * repeat / explore recall: the same recall on the basket's items the household bought before (repeat)
   and the ones new to it (explore), averaged over the households whose target has such items.
@@ -39,6 +39,7 @@ import pandas as pd
 from rich.console import Console
 from scipy import sparse
 
+from models.evaluate import basket_metrics
 from recflow.data.completejourney import purchase_events, read_transactions
 
 K = 10
@@ -162,45 +163,6 @@ def temporal_splits(data: Baskets, cut: date = TEMPORAL_CUT) -> tuple[Split, Spl
             picks_valid.append((u, before - 1, before - 1))
             picks_test.append((u, before, before))
     return _split("temporal/valid", data, picks_valid), _split("temporal/test", data, picks_test)
-
-
-# ---------------------------------------------------------------- metrics
-
-
-def basket_metrics(
-    lists: np.ndarray, targets: Sequence[np.ndarray], histories: Sequence[Sequence[np.ndarray]], k: int = K
-) -> dict[str, float]:
-    """Recall@K, NDCG@K, PHR@K and repeat / explore recall@K (Li et al. 2023), averaged over households.
-
-    Args:
-        lists: `[n, >= K]` ranked item indices (`-1` = no item).
-        targets: each household's target basket (distinct items).
-        histories: each household's history baskets (which items are repeats).
-    """
-    discount = 1.0 / np.log2(np.arange(2, max(k, max((len(t) for t in targets), default=1)) + 2))
-    recall, ndcg, phr, repeat, explore = [], [], [], [], []
-    for top, truth, history in zip(lists[:, :k], targets, histories, strict=True):
-        truth = set(truth.tolist())
-        hit = np.array([i in truth for i in top.tolist()])
-        recall.append(hit.sum() / len(truth))
-        ndcg.append(discount[:k][hit].sum() / discount[: len(truth)].sum())
-        phr.append(float(hit.any()))
-        seen = set(np.concatenate(history).tolist()) if len(history) else set()
-        chosen = set(top.tolist())
-        if truth & seen:
-            repeat.append(len(chosen & truth & seen) / len(truth & seen))
-        if truth - seen:
-            explore.append(len(chosen & (truth - seen)) / len(truth - seen))
-    mean = lambda values: float(np.mean(values)) if values else 0.0  # noqa: E731
-    return {
-        "recall@10": mean(recall),
-        "ndcg@10": mean(ndcg),
-        "phr@10": mean(phr),
-        "repeat_recall@10": mean(repeat),
-        "explore_recall@10": mean(explore),
-        "repeat_users": len(repeat),
-        "explore_users": len(explore),
-    }
 
 
 # ---------------------------------------------------------------- baselines
@@ -450,7 +412,7 @@ def tifu_knn(
             for alpha, lists in tifu_lists(vectors, order, neighbours, grid["alpha"], k).items():
                 metrics = basket_metrics(lists, valid.targets, valid.histories, k)
                 params = TifuParams(neighbours, within, group_decay, groups, alpha)
-                trials.append((metrics["recall@10"], metrics["ndcg@10"], params))
+                trials.append((metrics[f"recall@{k}"], metrics[f"ndcg@{k}"], params))
 
     default = TifuParams().neighbours
     for within, group_decay, groups in product(grid["within_decay"], grid["group_decay"], grid["groups"]):

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.simulate import _days, _load, fresh_world, simulation_settings, validate_day
+from flows.loop import load_bundle, validate_day, validated_days
+from flows.simulate import fresh_world, simulation_settings
 from recflow.data.market import ResponseModel
 from recflow.settings import Settings
 
@@ -77,7 +78,7 @@ def serve_day(
     from monitoring.quality import evaluate_package
     from recflow.data.batches import read_events
 
-    day = _days(sim)[index]
+    day = validated_days(sim)[index]
     start = pd.Timestamp(day, tz="UTC")
     inter = weighted_interactions(read_events(sim.validated_dir), sim)
     held = held_out(sim, features, start, start + timedelta(days=1), inter=inter)
@@ -152,7 +153,7 @@ def run_day(
 
     rows = serve_day(sim, prepare_feature_store(sim), experiment, variants, shoppers, index)
     ExperimentStore(sim).write(rows)
-    figures: dict[str, Any] = {"day": str(_days(sim)[index])}
+    figures: dict[str, Any] = {"day": str(validated_days(sim)[index])}
     for variant in variants:
         done = [o for o in rows["outcomes"] if o["variant"] == variant]
         figures[variant] = {
@@ -207,7 +208,7 @@ def market_flow(
     if sim.data.source != "synthetic":
         raise ValueError(f"The simulated market needs the synthetic shop, not {sim.data.source!r}.")
     batches, validator, first, trained = fresh_world(sim, window)
-    bundle = _load(trained.bundle_path)
+    bundle = load_bundle(trained.bundle_path)
     made = {"trained_on": [d.isoformat() for d in first], "experiment": kind}
     variants = {
         arm: Variant(

@@ -27,21 +27,20 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 
-from recflow.data.batches import list_batches
+from flows.loop import (
+    Champion,
+    check_drift,
+    land_history,
+    load_bundle,
+    retrain_and_gate,
+    train_on_window,
+    training_window,
+    validate_day,
+    validated_days,
+)
 from recflow.settings import Settings
-
-
-@dataclass
-class Champion:
-    """The serving model in the simulation: its store tag, package and the days it learned."""
-
-    tag: str
-    bundle_path: Path
-    window: list[date]
-    bundle: object = None
 
 
 @dataclass
@@ -81,58 +80,6 @@ def simulation_settings(settings: Settings, days: int, drift_day: int | None) ->
     return type(settings).model_validate(base)
 
 
-# ---------------------------------------------------------------- stages (tasks)
-
-
-@task(name="land synthetic history", cache_policy=NO_CACHE)
-def land_history(sim: Settings) -> list:
-    """Raw batches of every simulated day (each day is generated independently of the others)."""
-    from recflow.data.sources import land_batches
-
-    return land_batches(sim)
-
-
-@task(name="validate day", cache_policy=NO_CACHE)
-def validate_day(sim: Settings, validator, batch) -> bool:
-    """Great Expectations on one raw batch: valid rows into the validated store."""
-    from features.validation import validate_batch
-
-    outcome = validate_batch(validator, batch, sim)
-    if not outcome.success:
-        get_run_logger().error("batch %s quarantined: %s", outcome.day, outcome.reason)
-    return outcome.success
-
-
-@task(name="train challenger", cache_policy=NO_CACHE)
-def train_on_window(sim: Settings, window: list[date], name: str):
-    """Train on `window` (its last day is the training run's own holdout) in a home of its own."""
-    from features.store import prepare_feature_store
-    from models.train import train_models
-
-    home = sim.home / "training" / name
-    if home.exists():
-        shutil.rmtree(home)
-    train = type(sim).model_validate(
-        {**sim.model_dump(), "home": home, "data": {**sim.data.model_dump(), "holdout_days": 1}}
-    )
-    train.validated_dir.mkdir(parents=True)
-    for day in window:
-        (train.validated_dir / day.isoformat()).symlink_to((sim.validated_dir / day.isoformat()).resolve())
-    store = prepare_feature_store(train)
-    return train_models(train, store, verbose=0)
-
-
-@task(name="check drift", cache_policy=NO_CACHE)
-def check_drift(sim: Settings, window: list[date], day: date):
-    """Evidently drift of `day` against the champion's training window."""
-    from monitoring.drift import detect_drift
-    from monitoring.frames import frames_for_days
-
-    reference, current = frames_for_days(sim, window, [day])
-    when = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
-    return detect_drift(reference, current, sim, sim.reports_dir / "drift" / day.isoformat(), timestamp=when)
-
-
 # ---------------------------------------------------------------- helpers
 
 
@@ -152,18 +99,8 @@ def fresh_world(sim: Settings, window: int) -> tuple[list, object, list[date], o
     validator = Validator(sim)
     for batch in batches[:window]:
         validate_day(sim, validator, batch)
-    first = _days(sim)[:window]
+    first = validated_days(sim)[:window]
     return batches, validator, first, train_on_window(sim, first, "initial")
-
-
-def _days(sim: Settings) -> list[date]:
-    return [b.day for b in list_batches(sim.validated_dir)]
-
-
-def _load(path: Path):
-    from models.bundle import ModelBundle
-
-    return ModelBundle.load(path)
 
 
 # ---------------------------------------------------------------- the flow
@@ -198,7 +135,6 @@ def simulate_flow(
         `{"drift_day", "days": [...], "final": {...}}` (see `DayRecord`).
     """
     from features.store import prepare_feature_store
-    from monitoring.gate import compare_packages
     from monitoring.quality import day_evaluation, prediction_drift
     from monitoring.workspace import log_batch
     from serving.package import promote, save_to_model_store
@@ -212,7 +148,7 @@ def simulate_flow(
         sim, trained.bundle_path, {"simulation": {"trained_on": [d.isoformat() for d in first]}}
     )
     promote(sim, tag)
-    champion = Champion(tag, trained.bundle_path, first, _load(trained.bundle_path))
+    champion = Champion(tag, trained.bundle_path, first, load_bundle(trained.bundle_path))
     score_reference = None  # the champion's two-tower scores on its first serving day
     last_promotion, last_training, follow_up = None, first[-1], None
     records: list[DayRecord] = []
@@ -255,24 +191,20 @@ def simulate_flow(
         )
         if reason is not None:
             last_training, record.retrain_reason = day, reason
-            train_window = [d for d in _days(sim) if day - timedelta(days=window) <= d <= day]
-            challenger = train_on_window(sim, train_window, f"day{index:03d}")
-            decision = compare_packages(sim, store, champion.bundle, _load(challenger.validation_path))
-            new_tag = save_to_model_store(sim, challenger.bundle_path, {"gate": decision.to_dict()})
+            train_window = training_window(validated_days(sim), day, window + 1)
+            outcome = retrain_and_gate(sim, store, champion, train_window, f"day{index:03d}")
+            decision = outcome.decision
             record.retrained = True
             if decision.challenger is not None:
                 record.challenger_hr = decision.challenger[f"hr@{k}"]
                 record.challenger_ndcg = decision.challenger[f"ndcg@{k}"]
             record.gate_reason = decision.reason
-            print(f"{day}: {record.retrain_reason} retrain -> challenger {new_tag}: {decision.reason}")
-            if decision.promote:
-                promote(sim, new_tag)
-                champion = Champion(
-                    new_tag, challenger.bundle_path, train_window, _load(challenger.bundle_path)
-                )
+            print(f"{day}: {record.retrain_reason} retrain -> challenger {outcome.tag}: {decision.reason}")
+            if outcome.promoted:
+                champion = outcome.challenger
                 score_reference = None
                 last_promotion = day
-                record.promoted, record.serving_model = True, new_tag
+                record.promoted, record.serving_model = True, outcome.tag
         if day == follow_up:
             follow_up = None  # done; a later alarm starts a new episode
         records.append(record)
@@ -297,10 +229,10 @@ def _final_comparison(sim: Settings, store, drift_day: int, last_record: DayReco
     from monitoring.quality import day_quality
 
     k = sim.train.k
-    days = _days(sim)
+    days = validated_days(sim)
     shifted, last = days[drift_day:], days[-1]
     scratch = train_on_window(sim, shifted, "scratch")
-    scratch_quality = day_quality(sim, store, _load(scratch.validation_path), last, k)
+    scratch_quality = day_quality(sim, store, load_bundle(scratch.validation_path), last, k)
     return {
         "day": str(last),
         "champion": served_by,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -50,7 +50,7 @@ class TimeSplit:
         return {
             "data_window": {"start": self.first_day.isoformat(), "end": self.last_day.isoformat()},
             "validation_window": {
-                "start": self.cut.date().isoformat(),
+                "start": (self.last_fit_day + timedelta(days=1)).isoformat(),
                 "end": self.last_day.isoformat(),
                 "fit_end": self.last_fit_day.isoformat(),
             },
@@ -89,8 +89,11 @@ class HeldOut:
         return len(self.users)
 
 
-def split_by_time(events: pd.DataFrame, holdout_days: int) -> TimeSplit:
-    """The cut at 00:00 UTC of the first of the newest `holdout_days` days.
+def split_by_time(events: pd.DataFrame, holdout_days: int, timezone: str = "UTC") -> TimeSplit:
+    """The cut at 00:00 (in `timezone`, the shop's) of the first of the newest `holdout_days` days.
+
+    The days of the split are the shop's calendar days (`settings.data.shop_timezone`), as the batches
+    are; the cut is a UTC instant.
 
     Raises:
         ValueError: when there are no events, or the holdout would leave no training events.
@@ -98,17 +101,19 @@ def split_by_time(events: pd.DataFrame, holdout_days: int) -> TimeSplit:
     if events.empty:
         raise ValueError("No validated events: run ingestion and validation before training")
     ts = pd.to_datetime(events["timestamp"], utc=True)
-    cut = ts.max().floor("D") - pd.Timedelta(days=holdout_days - 1)
+    local = ts.dt.tz_convert(timezone)
+    first_cut_day = (local.max().floor("D").tz_localize(None) - pd.Timedelta(days=holdout_days - 1)).date()
+    cut = pd.Timestamp(first_cut_day).tz_localize(timezone).tz_convert("UTC")
     if not (ts < cut).any():
         raise ValueError(
             f"holdout_days={holdout_days} leaves no training events (events span "
-            f"{ts.min().date()}..{ts.max().date()}): lower settings.data.holdout_days"
+            f"{local.min().date()}..{local.max().date()}): lower settings.data.holdout_days"
         )
     return TimeSplit(
         cut=cut,
-        first_day=ts.min().date(),
-        last_fit_day=(cut - pd.Timedelta(days=1)).date(),
-        last_day=ts.max().date(),
+        first_day=local.min().date(),
+        last_fit_day=first_cut_day - timedelta(days=1),
+        last_day=local.max().date(),
     )
 
 
@@ -200,7 +205,7 @@ def build_training_data(settings: Settings, store: FeatureStore) -> tuple[FitDat
     """
     root = settings.validated_dir
     events = read_events(root)
-    split = split_by_time(events, settings.data.holdout_days)
+    split = split_by_time(events, settings.data.holdout_days, settings.data.shop_timezone)
     # every item ever on sale, its newest attributes (upserts folded), in the order items appeared
     catalogue = Catalogue.from_items(read_upserts(root, "items"))
     users = read_snapshot(root, "users")

@@ -8,6 +8,11 @@ benchmark; every item of the held-out days in the platform's time split):
     NDCG@K   = sum_{rank r in top K, hit} 1 / log2(r + 1)  /  sum_{r=1}^{min(K, |relevant|)} 1 / log2(r + 1)
 
 all averaged over users. With one relevant item Recall@K = HR@K.
+
+Next-basket figures (`basket_metrics`) follow "A Next Basket Recommendation Reality Check" (Li et al.,
+TOIS 2023) instead: NDCG's ideal runs over the whole basket (not only its first K items), and recall
+is split into repeat items (bought before) and explore items (new to the household). The next-basket
+benchmark and the replay's prequential scoring (`monitoring.quality.basket_quality`) both use it.
 """
 
 from __future__ import annotations
@@ -150,3 +155,58 @@ def ranks_in_lists(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """0-based rank of each target in its ranked list [B, C]; C when it is absent."""
     hit = ranked == targets[:, None]
     return np.where(hit.any(axis=1), hit.argmax(axis=1), ranked.shape[1])
+
+
+def basket_metrics(
+    lists: np.ndarray | Sequence[Sequence],
+    targets: Sequence[Sequence],
+    histories: Sequence[Sequence[Sequence]],
+    k: int = 10,
+) -> dict[str, float]:
+    """Recall@K, NDCG@K, PHR@K and repeat / explore recall@K of next baskets, averaged over households.
+
+    For a household with target basket T (its distinct items) and top-K list P: Recall@K = |P ∩ T| / |T|;
+    NDCG@K = DCG@K / IDCG with the ideal over the whole basket (IDCG sums 1/log2(i+2) for i < |T|, not
+    only i < K, as the paper's code does); PHR@K = 1 if P ∩ T is not empty; repeat / explore recall: the
+    same recall on T's items the household bought before / the ones new to it, averaged over the
+    households whose target has such items.
+
+    Args:
+        lists: per household, its ranked items (item indices or ids; a value that is no item, such as
+            -1 or None, pads a short list); the first `k` count.
+        targets: each household's target basket (distinct items, not empty).
+        histories: each household's history baskets (which items are repeats).
+        k: the cut-off.
+
+    Returns:
+        `{"recall@K", "ndcg@K", "phr@K", "repeat_recall@K", "explore_recall@K", "repeat_users",
+        "explore_users"}` (0.0 for a figure with nobody to average).
+    """
+    discount = 1.0 / np.log2(np.arange(2, max(k, max((len(t) for t in targets), default=1)) + 2))
+    recall, ndcg, phr, repeat, explore = [], [], [], [], []
+    for top, target, history in zip(lists, targets, histories, strict=True):
+        chosen_list = list(top)[:k]
+        truth = set(list(target))
+        hit = np.array([i in truth for i in chosen_list], dtype=bool)
+        recall.append(hit.sum() / len(truth))
+        ndcg.append(discount[: len(hit)][hit].sum() / discount[: len(truth)].sum())
+        phr.append(float(hit.any()))
+        seen = {i for basket in history for i in list(basket)}
+        chosen = set(chosen_list)
+        if truth & seen:
+            repeat.append(len(chosen & truth & seen) / len(truth & seen))
+        if truth - seen:
+            explore.append(len(chosen & (truth - seen)) / len(truth - seen))
+
+    def mean(values: list) -> float:
+        return float(np.mean(values)) if values else 0.0
+
+    return {
+        f"recall@{k}": mean(recall),
+        f"ndcg@{k}": mean(ndcg),
+        f"phr@{k}": mean(phr),
+        f"repeat_recall@{k}": mean(repeat),
+        f"explore_recall@{k}": mean(explore),
+        "repeat_users": len(repeat),
+        "explore_users": len(explore),
+    }

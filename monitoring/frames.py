@@ -150,4 +150,23 @@ def frames_for_days(
     reference = event_frame(read_events(root, ref_days), ref_items, ref_users, profile)
     cur_items, cur_users = (read_snapshot(root, t, max(current_days)) for t in ("items", "users"))
     current = event_frame(read_events(root, current_days), cur_items, cur_users, profile)
-    return reference, current
+    clock = [
+        c
+        for c, (table, date_column) in CLOCK_COLUMNS.items()
+        if _one_date(cur_items if table == "items" else cur_users, date_column)
+    ]
+    return reference.drop(columns=clock), current.drop(columns=clock)
+
+
+CLOCK_COLUMNS: dict[str, tuple[str, str]] = {
+    "item_age_days": ("items", "created_date"),
+    "user_tenure_days": ("users", "signup_date"),
+}
+"""Age columns and the table date they count from. Where every row of the table has the same date (a
+source that creates its whole catalogue, or signs up every user, before its first day: the grocery
+year), the age is the calendar and nothing else: it grows by a day each day and would alarm on every
+day after the reference window. `frames_for_days` leaves such a column out of both frames."""
+
+
+def _one_date(table: pd.DataFrame, column: str) -> bool:
+    return column in table and table[column].nunique(dropna=True) <= 1

@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 
-import pandas as pd
-
 from recflow.settings import Settings
 
 
@@ -125,6 +123,7 @@ def compare_packages(settings: Settings, store, champion, challenger_validation)
     """
     from models.data import held_out
     from monitoring.quality import evaluate_package
+    from recflow.data.batches import day_bounds
 
     k = settings.train.k
     metric = f"ndcg@{k}"
@@ -142,9 +141,8 @@ def compare_packages(settings: Settings, store, champion, challenger_validation)
             margin=margin,
         )
     first, last = days
-    held = held_out(
-        settings, store, pd.Timestamp(first, tz="UTC"), pd.Timestamp(last + timedelta(days=1), tz="UTC")
-    )
+    zone = settings.data.shop_timezone  # the days are the shop's calendar days
+    held = held_out(settings, store, day_bounds(first, zone)[0], day_bounds(last, zone)[1])
     if not len(held):
         return GateDecision(
             False, f"no returning user on {first}..{last}: nothing to compare", metric, None, None, margin

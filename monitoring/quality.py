@@ -6,7 +6,10 @@ Quality needs what was served (user, item, rank) and what users did afterwards (
 * catalogue coverage: share of the catalogue that appeared in some recommendation list;
 * popularity bias: mean popularity percentile of recommended items (1.0 = only the most popular);
 * novelty: mean self-information, -log2 p(item), of recommended items, p from the training events;
-* NDCG@K: of the served lists against everything the served users turned to (`models.evaluate`).
+* NDCG@K: of the served lists against everything the served users turned to (`models.evaluate`);
+* next-basket Recall@K and NDCG@K (`basket_figures`): the day's items of each served user as one basket,
+  recall = hits / basket size and NDCG's ideal over the whole basket (`models.evaluate.basket_metrics`,
+  as the next-basket benchmark measures them).
 
 What was served comes from the one scoring path (`models.scorer.BatchScorer`) over the users who came
 back on the day (`models.data.held_out`): the package, the seen filter, the online features as of the
@@ -38,6 +41,9 @@ class QualityResult:
         coverage: distinct recommended items over catalogue size.
         popularity_bias: mean popularity percentile of recommended items (0..1).
         novelty: mean -log2 p(item) of recommended items, in bits.
+        ndcg: NDCG@k of the served lists (`models.evaluate.ranking_metrics`).
+        basket_recall: next-basket Recall@k (hits / the user's items of the day), averaged over users.
+        basket_ndcg: next-basket NDCG@k (the ideal over all the user's items of the day).
     """
 
     k: int
@@ -47,12 +53,14 @@ class QualityResult:
     popularity_bias: float
     novelty: float
     ndcg: float | None = None
+    basket_recall: float | None = None
+    basket_ndcg: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready view with metric names suffixed by k (e.g. `hit_rate@10`)."""
         d = asdict(self)
-        names = ("hit_rate", "coverage", "popularity_bias", "novelty") + (
-            ("ndcg",) if self.ndcg is not None else ()
+        names = ("hit_rate", "coverage", "popularity_bias", "novelty") + tuple(
+            m for m in ("ndcg", "basket_recall", "basket_ndcg") if d[m] is not None
         )
         return {"k": self.k, "users": self.users, **{f"{m}@{self.k}": d[m] for m in names}}
 
@@ -159,6 +167,30 @@ def evaluate_package(bundle, held, serving: ServingSettings, k: int) -> PackageE
     return PackageEvaluation(ranking_metrics(tops, held.relevant, k), served)
 
 
+def basket_figures(served: pd.DataFrame, held, k: int) -> dict[str, float]:
+    """Next-basket figures of served lists: each held-out user's items after the cut are one basket.
+
+    Args:
+        served: `evaluate_package`'s lists (`user_id`, `item_id`, `rank`).
+        held: the `models.data.HeldOut` they were served to (targets and histories).
+        k: list length.
+
+    Returns:
+        `models.evaluate.basket_metrics` (Recall@k, NDCG@k with the ideal over the whole basket, PHR@k,
+        repeat and explore recall@k); zeros when nobody was served.
+    """
+    from models.evaluate import basket_metrics
+
+    lists = served.sort_values(["user_id", "rank"]).groupby("user_id")["item_id"].agg(list)
+    keep = [n for n, r in enumerate(held.relevant) if len(r)]
+    return basket_metrics(
+        [lists.get(held.users[n], []) for n in keep],
+        [held.relevant[n] for n in keep],
+        [[held.history[n]] for n in keep],
+        k,
+    )
+
+
 def day_quality(
     settings: Settings,
     store,
@@ -185,34 +217,38 @@ def day_evaluation(
 ) -> tuple[QualityResult, PackageEvaluation]:
     """What `bundle` serves on `day` to the users who come back that day, and its quality.
 
-    The users are scored as of the day's start (history, seen filter and online features from before
-    it); the day's events are the feedback. `events` (the validated events) and `inter` (their
+    The users are scored as of the day's start in the shop's time zone (`settings.data.shop_timezone`:
+    history, seen filter and online features from before it); the day's events are the feedback. `events` (the validated events) and `inter` (their
     `models.data.weighted_interactions`) spare a caller that scores many days reading them each time.
     `max_users` scores a seeded sample of at most that many of the day's returning users, for callers
     that log many days (`monitoring.history`).
     """
-    from datetime import timedelta
-
     from models.data import held_out, weighted_interactions
-    from recflow.data.batches import read_events
+    from recflow.data.batches import day_bounds, read_events
 
     k = k or settings.train.k
-    start = pd.Timestamp(day, tz="UTC")
+    start, end = day_bounds(day, settings.data.shop_timezone)
     if events is None:
         events = read_events(settings.validated_dir)
     if inter is None:
         inter = weighted_interactions(events, settings)
-    held = held_out(settings, store, start, start + timedelta(days=1), inter=inter, max_users=max_users)
+    held = held_out(settings, store, start, end, inter=inter, max_users=max_users)
     evaluation = evaluate_package(bundle, held, settings.serving, k)
     ts = pd.to_datetime(events["timestamp"], utc=True)
     quality = recommendation_quality(
         evaluation.served,
-        events[(ts >= start) & (ts < start + timedelta(days=1))],  # judged for the served users only
+        events[(ts >= start) & (ts < end)],  # judged for the served users only
         events[ts < start],
         pd.Series(bundle.catalogue.item_ids),
         k,
     )
-    return QualityResult(**{**asdict(quality), "ndcg": evaluation.metrics[f"ndcg@{k}"]}), evaluation
+    basket = basket_figures(evaluation.served, held, k)
+    figures = {
+        "ndcg": evaluation.metrics[f"ndcg@{k}"],
+        "basket_recall": basket[f"recall@{k}"],
+        "basket_ndcg": basket[f"ndcg@{k}"],
+    }
+    return QualityResult(**{**asdict(quality), **figures}), evaluation
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from benchmarks.next_basket import (
     METRICS,
     Baskets,
     Split,
-    basket_metrics,
     g_topfreq,
     gp_topfreq,
     last_basket_splits,
@@ -27,6 +26,7 @@ from benchmarks.next_basket import (
     tifu_lists,
     tifu_vectors,
 )
+from models.evaluate import basket_metrics
 
 A = np.array
 
@@ -50,14 +50,14 @@ def test_metrics_follow_the_reality_check_definitions():
     histories = [[A([2, 3])], [A([7]), A([8])]]
     m = basket_metrics(lists, targets, histories, k=4)
     # user 0: hit 2 at rank 2 of basket {2, 4}; user 1: hits 7 (rank 1) and 5 (rank 4) of 5 items
-    assert m["recall@10"] == pytest.approx((1 / 2 + 2 / 5) / 2)
+    assert m["recall@4"] == pytest.approx((1 / 2 + 2 / 5) / 2)
     idcg0 = 1 + 1 / np.log2(3)
     idcg1 = sum(1 / np.log2(i + 2) for i in range(5))  # the ideal runs over the whole basket, not only K=4
-    assert m["ndcg@10"] == pytest.approx(((1 / np.log2(3)) / idcg0 + (1 + 1 / np.log2(5)) / idcg1) / 2)
-    assert m["phr@10"] == 1.0
+    assert m["ndcg@4"] == pytest.approx(((1 / np.log2(3)) / idcg0 + (1 + 1 / np.log2(5)) / idcg1) / 2)
+    assert m["phr@4"] == 1.0
     # repeat items: user 0 {2}, user 1 {7}; explore: user 0 {4}, user 1 {5, 6, 11, 12}
-    assert m["repeat_recall@10"] == pytest.approx(1.0)
-    assert m["explore_recall@10"] == pytest.approx((0 + 1 / 4) / 2)
+    assert m["repeat_recall@4"] == pytest.approx(1.0)
+    assert m["explore_recall@4"] == pytest.approx((0 + 1 / 4) / 2)
     assert (m["repeat_users"], m["explore_users"]) == (2, 2)
 
 

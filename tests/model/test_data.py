@@ -37,6 +37,25 @@ def test_split_by_time_holds_out_the_newest_days():
         split_by_time(events, holdout_days=4)
 
 
+def test_split_by_time_cuts_at_the_shops_midnight():
+    # 2017-03-01 22:30 in New York is 03:30 UTC the next day: it belongs to the shop's 1 March
+    events = _events(
+        [
+            ("u1", "a", "purchase", "2017-02-28 15:00"),
+            ("u1", "b", "purchase", "2017-03-02 03:30"),
+            ("u2", "c", "purchase", "2017-03-02 14:00"),
+        ]
+    )
+    split = split_by_time(events, holdout_days=1, timezone="America/New_York")
+    assert split.cut == pd.Timestamp("2017-03-02 05:00", tz="UTC")  # 00:00 in New York (EST)
+    assert split.windows()["validation_window"] == {
+        "start": "2017-03-02",
+        "end": "2017-03-02",
+        "fit_end": "2017-03-01",
+    }
+    assert split.windows()["data_window"] == {"start": "2017-02-28", "end": "2017-03-02"}
+
+
 def test_a_run_of_events_on_one_item_is_one_interaction_of_its_strongest_type():
     events = _events(
         [

@@ -105,3 +105,19 @@ def test_frames_read_the_catalogue_as_of_the_day_from_upserts(tiny_settings, tin
     got = frames_for_days(tiny_settings, days[:4], [days[-1]])
     for a, b in zip(got, expected, strict=True):
         pd.testing.assert_frame_equal(a, b)
+
+
+def test_ages_that_are_only_the_calendar_are_not_monitored(completejourney_folder, tiny_settings):
+    # every product and household of the grocery year is created the day before its first day: their
+    # ages grow by a day each day, the same for every row, and would alarm on every later day
+    from features.validation import Validator, validate_batches
+    from recflow.data.sources import land_batches
+
+    tiny_settings.data.source = f"completejourney:{completejourney_folder}"
+    landed = land_batches(tiny_settings)
+    validate_batches(Validator(tiny_settings), landed, tiny_settings)
+    days = [b.day for b in landed]
+    reference, current = frames_for_days(tiny_settings, days[:6], [days[12]])
+    assert "item_age_days" not in reference and "user_tenure_days" not in reference
+    assert list(reference.columns) == list(current.columns)
+    assert {"price", "hour", "category"} <= set(current.columns)

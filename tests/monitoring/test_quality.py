@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.quality import prediction_drift, recommendation_quality
+from monitoring.quality import basket_figures, prediction_drift, recommendation_quality
 
 
 def _served() -> pd.DataFrame:
@@ -60,3 +60,19 @@ def test_prediction_drift_on_scores(tiny_settings, tmp_path):
     assert shifted.detected
     assert shifted.score > same.score
     assert shifted.html_path is not None and shifted.html_path.exists()
+
+
+def test_basket_figures_take_each_users_items_of_the_day_as_one_basket():
+    from types import SimpleNamespace
+
+    # u1 bought {b, d} (b at rank 2: hit), u2 bought {x} (no hit); ranks come unsorted
+    served = pd.DataFrame(
+        {"user_id": ["u1", "u2", "u1", "u2"], "item_id": ["b", "a", "a", "c"], "rank": [2, 1, 1, 2]}
+    )
+    held = SimpleNamespace(users=["u1", "u2"], relevant=[["b", "d"], ["x"]], history=[["b", "q"], ["a"]])
+    figures = basket_figures(served, held, k=2)
+    assert figures["recall@2"] == pytest.approx((1 / 2 + 0) / 2)
+    ideal = 1 + 1 / np.log2(3)  # over the whole basket of two
+    assert figures["ndcg@2"] == pytest.approx(((1 / np.log2(3)) / ideal + 0) / 2)
+    assert figures["repeat_recall@2"] == pytest.approx(1.0)  # u1's repeat item b was recommended
+    assert figures["explore_recall@2"] == pytest.approx(0.0)

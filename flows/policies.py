@@ -1,0 +1,614 @@
+"""`recflow replay`: a dated log replayed day by day through the closed loop under retraining policies.
+
+Not the live `recflow up --replay` (`flows.replay`, a running platform fed a day every few seconds):
+this is an offline backtest that answers "on my shop's real calendar, does drift-triggered retraining
+keep quality up, at what cost in retrains, compared with a weekly cron or retraining every day?".
+
+`recflow replay --data completejourney --start 2017-10-01 --end 2017-11-15 --policy drift --json OUT`
+lands the source's days as raw batches, validates every day before `start` (one pass), trains the
+first champion on the `train_days` days before `start`, then for every day from `start` to `end`:
+
+1. validates the day's batch (Great Expectations) into the validated store;
+2. updates the feature store (the newest `feature_days` days: the longest feature window is 30 days);
+3. **scores every policy's champion on the day before learning from it** (prequential): the households
+   that shop that day and shopped before are served through the one scoring path
+   (`monitoring.quality.day_evaluation`: history, seen filter and features as of the day's start in the
+   shop's time zone) and judged on the items they bought that day, as one basket: next-basket
+   Recall@10 (hits / basket size) and NDCG@10 (ideal over the whole basket), as the next-basket
+   benchmark measures them (`models.evaluate.basket_metrics`);
+4. checks the day's drift against each champion's training window (Evidently, calibrated thresholds);
+5. retrains as the policy says (`Policy.retrain_reason`) on the `train_days` days up to today (today
+   held out for the challenger's validation package), gates the challenger against the champion on
+   today (`monitoring.gate.compare_packages`), stores it and promotes it if it wins: from tomorrow
+   on it is the champion that gets scored.
+
+Policies: `drift` retrains on an alarm outside the cool-down (`cooldown` days after its last retrain:
+an alarm persists until a new champion's window has caught up, and one retrain per episode is the
+point); `weekly` every 7 days; `daily` every day; `never` keeps the first champion. `all` runs the four
+side by side over the same validated days and feature store.
+
+**False alarm.** An alarm day D is *judged* when the policy retrained on D; the retrain is what an alarm
+asks for. It is a false alarm when the model retrained on D (the challenger's serving package, which
+learned D) does not score a higher next-basket NDCG@10 on day D+1 than the model that served D:
+neither learned D+1, so this is the quality gain the retrain could have bought the day after the alarm,
+whether or not the gate promoted it. Alarms without a retrain (in the cool-down, or under a policy that
+does not act on alarms) are counted in `alarms` but not judged; `judged_alarms` says how many were.
+
+Each day's record: the policy, the day, the served households, recall and NDCG, the drift share, the
+alarm, the retrain and its reason, the gate's figures and reason, the promotion, the model serving at
+the end of the day, and the seconds spent (validation and features shared by the policies, split
+evenly; `shared_seconds` is that shared part whole, what one policy alone would spend on it). With
+several policies (`all`, or a list such as `drift,weekly`) the command also writes a Markdown table and
+a PNG chart, and logs the first policy's days (drift and quality snapshots, stamped with the day) into
+the Evidently workspace of the replay's home.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+from prefect import flow
+
+from flows.loop import (
+    Champion,
+    check_drift,
+    land_history,
+    load_bundle,
+    retrain_and_gate,
+    train_on_window,
+    training_window,
+    validate_day_outcome,
+    validated_days,
+    window_home,
+)
+from recflow.settings import Settings
+
+POLICIES: tuple[str, ...] = ("drift", "weekly", "daily", "never")
+REPLAY_DIR = "policy-replay"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """When a retraining policy retrains.
+
+    Attributes:
+        name: `drift`, `weekly`, `daily` or `never`.
+        every: days between scheduled retrains (`weekly`).
+        cooldown: days after a retrain during which an alarm does not retrain again (`drift`).
+    """
+
+    name: str
+    every: int = 7
+    cooldown: int = 7
+
+    def __post_init__(self) -> None:
+        if self.name not in POLICIES:
+            raise ValueError(
+                f"Unknown policy {self.name!r}: expected one of {', '.join(POLICIES)} (or 'all')"
+            )
+
+    def retrain_reason(self, day: date, alarm: bool, last_training: date) -> str | None:
+        """Why the policy retrains on `day` (None: it does not).
+
+        Args:
+            day: the day just landed and scored.
+            alarm: whether the day's drift check alarmed.
+            last_training: the newest day the policy last trained on (the first champion's last day).
+        """
+        since = (day - last_training).days
+        if self.name == "daily":
+            return "daily"
+        if self.name == "weekly":
+            return "weekly" if since >= self.every else None
+        if self.name == "drift":
+            return "drift" if alarm and since > self.cooldown else None
+        return None
+
+
+@dataclass
+class DayRecord:
+    """One day of one policy (the JSON's `days`)."""
+
+    policy: str
+    day: str
+    users: int
+    recall: float | None
+    ndcg: float | None
+    drift_share: float
+    alarm: bool
+    retrained: bool = False
+    retrain_reason: str | None = None
+    promoted: bool = False
+    serving_model: str = ""
+    gate_champion_ndcg: float | None = None
+    gate_challenger_ndcg: float | None = None
+    gate_reason: str | None = None
+    false_alarm: bool | None = None
+    seconds: float = 0.0
+    shared_seconds: float = 0.0
+
+    def to_dict(self, k: int) -> dict:
+        d = asdict(self)
+        d[f"recall@{k}"], d[f"ndcg@{k}"] = d.pop("recall"), d.pop("ndcg")
+        return d
+
+
+@dataclass
+class PolicyRun:
+    """The state of one policy through the replay."""
+
+    policy: Policy
+    settings: Settings  # its own home: model store, champion pointer, training runs, drift reports
+    champion: Champion
+    last_training: date
+    records: list[DayRecord] = field(default_factory=list)
+    pending: tuple[DayRecord, object] | None = None  # an alarm day's record and the retrained model
+
+
+def policy_names(policy: str) -> list[str]:
+    """The policies a `--policy` value names: one, several separated by commas, or `all` (the four).
+
+    Raises:
+        ValueError: naming an unknown policy.
+    """
+    if policy == "all":
+        return list(POLICIES)
+    names = [Policy(name.strip()).name for name in policy.split(",") if name.strip()]
+    if not names:
+        raise ValueError(f"No policy in {policy!r}: expected one of {', '.join(POLICIES)} or 'all'")
+    return list(dict.fromkeys(names))
+
+
+REPLAY_NEGATIVES = 2048
+REPLAY_MAX_EPOCHS = 8
+
+
+def replay_settings(settings: Settings) -> Settings:
+    """The replay's world: home `<home>/policy-replay`, one held-out day per training (as simulate).
+
+    A retrain's cost is bounded: the two-tower trains with a sampled softmax of `REPLAY_NEGATIVES`
+    negatives when `train.negatives` is 0 (the grocery year's catalogue holds 92k products) and for at
+    most `REPLAY_MAX_EPOCHS` epochs (it early-stops anyway).
+    """
+    base = settings.model_dump()
+    base["home"] = settings.home / REPLAY_DIR
+    base["data"] = {**base["data"], "holdout_days": 1}
+    train = base["train"]
+    base["train"] = {
+        **train,
+        "negatives": train["negatives"] or REPLAY_NEGATIVES,
+        "max_epochs": min(train["max_epochs"], REPLAY_MAX_EPOCHS),
+    }
+    return type(settings).model_validate(base)
+
+
+def policy_settings(sim: Settings, name: str) -> Settings:
+    """A policy's own home under the replay's (`policies/<name>`): its model store and training runs."""
+    return type(sim).model_validate({**sim.model_dump(), "home": sim.home / "policies" / name})
+
+
+def replay_days(all_days: list[date], start: date | None, end: date | None, train_days: int) -> list[date]:
+    """The days to replay: `start`..`end` (default: from `train_days` after the first day to the last).
+
+    Raises:
+        ValueError: if fewer than `train_days` days precede `start`, or nothing is left to replay.
+    """
+    first_possible = all_days[0] + timedelta(days=train_days)
+    start = start or first_possible
+    if start < first_possible:
+        raise ValueError(
+            f"--start {start} leaves fewer than {train_days} days before it to train the first champion "
+            f"on (the data starts {all_days[0]}): start on {first_possible} or later, or lower --train-days"
+        )
+    out = [d for d in all_days if start <= d <= (end or all_days[-1])]
+    if not out:
+        raise ValueError(f"No day of the source ({all_days[0]}..{all_days[-1]}) lies in {start}..{end}")
+    return out
+
+
+# ---------------------------------------------------------------- the flow
+
+
+# log_prints off: Feast serialises on-demand views with dill, which disassembles their functions with
+# print() (see flows.pipeline.build_features); the progress lines are printed to the terminal directly
+@flow(name="recflow-replay", log_prints=False)
+def replay_flow(
+    settings: Settings,
+    policies: list[str],
+    start: date | None = None,
+    end: date | None = None,
+    train_days: int = 28,
+    feature_days: int = 31,
+    history_days: int = 91,
+    cooldown: int = 7,
+    dashboards: bool = False,
+    progress: Path | None = None,
+) -> dict:
+    """Replay the source's days from `start` to `end` under each of `policies` (see the module docstring).
+
+    Args:
+        settings: platform settings (the data source, training, monitoring thresholds, gate margin).
+        policies: names from `POLICIES`.
+        start, end: the first and last replayed day (defaults: `train_days` after the first day; the last).
+        train_days: days a model trains on (the newest, up to its retraining day).
+        feature_days: newest days the serving feature tables are computed from each day.
+        history_days: newest days whose purchases are a household's history when it is scored.
+        cooldown: days after a retrain during which an alarm does not retrain again (`drift`).
+        dashboards: log the first policy's drift and quality per day into the Evidently workspace.
+        progress: a JSON file rewritten after every day with the days so far and their summaries (a
+            run cut short still leaves its figures).
+
+    Returns:
+        `{"source", "start", "end", "train_days", "policies": {name: summary}, "days": [...], "validation"}`.
+    """
+    from features.store import prepare_feature_store
+    from features.validation import Validator, validate_batches
+    from models.data import weighted_interactions
+    from monitoring.workspace import log_batch, open_project
+    from recflow.data.batches import read_events
+    from serving.package import promote, save_to_model_store
+
+    sim = replay_settings(settings)
+    k = sim.train.k
+    if sim.home.exists():
+        shutil.rmtree(sim.home)
+    batches = land_history(sim)
+    days = replay_days([b.day for b in batches], start, end, train_days)
+    validator = Validator(sim)
+    t = time.perf_counter()
+    before = validate_batches(validator, [b for b in batches if b.day < days[0]], sim)  # one pooled pass
+    print(
+        f"validated {len(before)} days before {days[0]}: {sum(o.rows_in for o in before):,} rows in "
+        f"{time.perf_counter() - t:.1f} s"
+    )
+    first_window = training_window(validated_days(sim), days[0] - timedelta(days=1), train_days)
+    t = time.perf_counter()
+    first = train_on_window(sim, first_window, "initial")
+    print(
+        f"first champion trained on {first_window[0]}..{first_window[-1]} in {time.perf_counter() - t:.0f} s"
+    )
+    runs = []
+    for name in policies:
+        own = policy_settings(sim, name)
+        tag = save_to_model_store(
+            own, first.bundle_path, {"replay": {"policy": name, "trained_on": "initial"}}
+        )
+        promote(own, tag)
+        champion = Champion(tag, first.bundle_path, first_window, load_bundle(first.bundle_path))
+        runs.append(PolicyRun(Policy(name, cooldown=cooldown), own, champion, first_window[-1]))
+    opened = open_project(sim) if dashboards else None
+    events = read_events(
+        sim.validated_dir, [d for d in validated_days(sim) if d >= days[0] - timedelta(history_days)]
+    )
+    rows_validated, validation_seconds = 0, 0.0
+    for batch in [b for b in batches if days[0] <= b.day <= days[-1]]:
+        day = batch.day
+        t0 = time.perf_counter()
+        outcome = validate_day_outcome(sim, validator, batch)
+        validation_seconds += time.perf_counter() - t0
+        rows_validated += outcome.rows_in
+        # what the platform knows at the day's start: the histories and features the champions serve from
+        serve = window_home(
+            sim, training_window(validated_days(sim), day, feature_days), sim.home / "serving"
+        )
+        store = prepare_feature_store(serve)
+        oldest = pd.Timestamp(day - timedelta(days=history_days), tz="UTC")
+        events = pd.concat([events[events["timestamp"] >= oldest], read_events(sim.validated_dir, [day])])
+        events = events.reset_index(drop=True)
+        inter = weighted_interactions(events, sim)
+        whole = time.perf_counter() - t0
+        for run in runs:
+            t1 = time.perf_counter()
+            record, quality, drift = replay_day(run, sim, serve, store, day, events, inter, train_days)
+            record.seconds = round(whole / len(runs) + time.perf_counter() - t1, 2)
+            record.shared_seconds = round(whole, 2)
+            if opened is not None and run is runs[0]:
+                log_batch(
+                    sim, drift, quality if quality.users else None, _stamp(day), day.isoformat(), opened
+                )
+            print(day_line(record, k), flush=True)
+        if progress is not None:
+            progress.parent.mkdir(parents=True, exist_ok=True)
+            summaries = {run.policy.name: summarise(run.records, k) for run in runs}
+            days_so_far = [r.to_dict(k) for run in runs for r in run.records]
+            progress.write_text(json.dumps({"policies": summaries, "days": days_so_far}, indent=1))
+    summaries = {run.policy.name: summarise(run.records, k) for run in runs}
+    return {
+        "source": sim.data.source,
+        "start": days[0].isoformat(),
+        "end": days[-1].isoformat(),
+        "train_days": train_days,
+        "feature_days": feature_days,
+        "history_days": history_days,
+        "cooldown": cooldown,
+        "k": k,
+        "train": {"negatives": sim.train.negatives, "max_epochs": sim.train.max_epochs},
+        "exclude_purchased": sim.serving.exclude_purchased,
+        "policies": summaries,
+        "days": [r.to_dict(k) for run in runs for r in run.records],
+        "validation": {
+            "days": len(days),
+            "rows": rows_validated,
+            "seconds": round(validation_seconds, 2),
+            "rows_per_second": round(rows_validated / validation_seconds) if validation_seconds else None,
+        },
+    }
+
+
+def replay_day(
+    run: PolicyRun,
+    sim: Settings,
+    serve: Settings,
+    store,
+    day: date,
+    events: pd.DataFrame,
+    inter: pd.DataFrame,
+    train_days: int,
+):
+    """One policy's day: score its champion before learning, check drift, retrain, gate, promote.
+
+    Args:
+        run: the policy's state (its champion moves on a promotion).
+        sim: the replay's settings (the validated store through `day`).
+        serve: the serving window's settings (`window_home`: the feature tables the champion reads).
+        store: the Feast store of `serve`.
+        day: the day just validated.
+        events, inter: the validated events of the history window through `day` and their interactions.
+        train_days: days a challenger trains on.
+
+    Returns:
+        `(record, quality, drift)`: the day's record, the champion's `QualityResult` and `DriftResult`.
+    """
+    from monitoring.quality import day_evaluation
+
+    k = sim.train.k
+
+    def basket_ndcg(bundle) -> float | None:
+        quality = day_evaluation(serve, store, bundle, day, k, events=events, inter=inter)[0]
+        return quality.basket_ndcg if quality.users else None
+
+    quality = day_evaluation(serve, store, run.champion.bundle, day, k, events=events, inter=inter)[0]
+    scored = quality.users > 0
+    if run.pending is not None:  # yesterday's alarm retrained: did the retrained model serve better today?
+        alarm_record, retrained, previous, promoted = run.pending
+        mine = quality.basket_ndcg if scored else None
+        new, old = (mine, basket_ndcg(previous)) if promoted else (basket_ndcg(retrained), mine)
+        if new is not None and old is not None:
+            alarm_record.false_alarm = not new > old
+        run.pending = None
+    drift = check_drift(sim, run.champion.window, day, detailed=False, reports=run.settings.reports_dir)
+    record = DayRecord(
+        policy=run.policy.name,
+        day=day.isoformat(),
+        users=quality.users,
+        recall=quality.basket_recall if scored else None,
+        ndcg=quality.basket_ndcg if scored else None,
+        drift_share=round(drift.share, 4),
+        alarm=drift.detected,
+        serving_model=run.champion.tag,
+    )
+    reason = run.policy.retrain_reason(day, drift.detected, run.last_training)
+    if reason is not None:
+        window = training_window(validated_days(sim), day, train_days)
+        previous = run.champion
+        outcome = retrain_and_gate(
+            sim,
+            store,
+            previous,
+            window,
+            day.isoformat(),
+            model_settings=run.settings,
+            metadata={"replay": {"policy": run.policy.name, "reason": reason}},
+        )
+        decision = outcome.decision
+        record.retrained, record.retrain_reason, record.gate_reason = True, reason, decision.reason
+        metric = f"ndcg@{k}"
+        record.gate_champion_ndcg = (decision.champion or {}).get(metric)
+        record.gate_challenger_ndcg = (decision.challenger or {}).get(metric)
+        run.last_training = day
+        if outcome.promoted:
+            run.champion = outcome.challenger
+            record.promoted, record.serving_model = True, outcome.tag
+        if drift.detected:
+            run.pending = (record, outcome.challenger.bundle, previous.bundle, outcome.promoted)
+    run.records.append(record)
+    return record, quality, drift
+
+
+def summarise(records: list[DayRecord], k: int) -> dict:
+    """A policy's figures over the replay: mean prequential quality, retrains, alarms, false alarms, time."""
+    scored = [r for r in records if r.ndcg is not None]
+
+    def mean(values: list[float]) -> float | None:
+        return round(sum(values) / len(values), 6) if values else None
+
+    return {
+        f"mean_recall@{k}": mean([r.recall for r in scored if r.recall is not None]),
+        f"mean_ndcg@{k}": mean([r.ndcg for r in scored if r.ndcg is not None]),
+        "retrains": sum(r.retrained for r in records),
+        "promotions": sum(r.promoted for r in records),
+        "alarms": sum(r.alarm for r in records),
+        "judged_alarms": sum(r.false_alarm is not None for r in records),
+        "false_alarms": sum(bool(r.false_alarm) for r in records),
+        "seconds": round(sum(r.seconds for r in records), 1),
+        "days": len(records),
+        "scored_days": len(scored),
+    }
+
+
+def day_line(record: DayRecord, k: int) -> str:
+    """The progress line of one policy's day."""
+    quality = (
+        "no returning household"
+        if record.ndcg is None
+        else f"recall@{k} {record.recall:.4f} ndcg@{k} {record.ndcg:.4f}"
+    )
+    line = f"{record.day} {record.policy:6s} {record.users:5d} households  {quality}  drift {record.drift_share:.2f}"
+    line += " ALARM" if record.alarm else "      "
+    if record.retrained:
+        line += f"  retrained ({record.retrain_reason})" + (
+            " PROMOTED" if record.promoted else " kept champion"
+        )
+    return line + f"  {record.seconds:.1f}s"
+
+
+def _stamp(day: date):
+    from monitoring.history import day_timestamp
+
+    return day_timestamp(day)
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def markdown_table(result: dict, command: str | None = None) -> str:
+    """The policies side by side, as Markdown (written by the command, with the command shown)."""
+    k = result["k"]
+    lines = [
+        f"# Retraining policies replayed: {result['source']}, {result['start']}..{result['end']}",
+        "",
+        "Written by `recflow replay`; do not edit by hand. Prequential next-basket quality: each day's "
+        "returning households are scored by the champion serving that day, before it learns the day.",
+        "",
+        f"| policy | mean Recall@{k} | mean NDCG@{k} | retrains | promotions | alarms | judged alarms | false alarms | seconds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, p in result["policies"].items():
+        recall, ndcg = p[f"mean_recall@{k}"], p[f"mean_ndcg@{k}"]
+        lines.append(
+            f"| {name} | {'-' if recall is None else f'{recall:.4f}'} | {'-' if ndcg is None else f'{ndcg:.4f}'} "
+            f"| {p['retrains']} | {p['promotions']} | {p['alarms']} | {p['judged_alarms']} | {p['false_alarms']} "
+            f"| {p['seconds']:.0f} |"
+        )
+    lines += [
+        "",
+        f"Training window {result['train_days']} days, drift cool-down {result['cooldown']} days after a retrain. "
+        "A false alarm is an alarm day whose retrained model does not beat the model that served it on "
+        "the next day's NDCG (see `flows/policies.py`); alarms without a retrain are not judged.",
+    ]
+    if "train" in result:
+        seen = "on" if result.get("exclude_purchased") else "off (purchased items may be recommended again)"
+        lines += [
+            "",
+            f"Two-tower sampled softmax {result['train']['negatives']} negatives, at most "
+            f"{result['train']['max_epochs']} epochs; seen filter {seen}. Validation of the replayed days, "
+            f"one Great Expectations run a day: {result['validation']['rows']:,} rows in "
+            f"{result['validation']['seconds']} s ({result['validation']['rows_per_second']} rows/s). Whole "
+            f"run {result.get('seconds', 0):.0f} s.",
+        ]
+    if command:
+        lines += ["", "Command:", "", f"    {command}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_chart(result: dict, path: Path) -> Path:
+    """PNG: NDCG@K per day per policy, alarms (red dots) and retrains (crosses; filled when promoted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = result["k"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 7), sharex=True, height_ratios=[3, 1])
+    names = list(result["policies"])
+    for name, style in zip(names, ("-", "--", ":", "-."), strict=False):
+        days = [d for d in result["days"] if d["policy"] == name]
+        x = [pd.Timestamp(d["day"]) for d in days]
+        y = [d[f"ndcg@{k}"] for d in days]
+        (line,) = top.plot(
+            x,
+            y,
+            linestyle=style,
+            linewidth=1.2,
+            label=f"{name} (mean {result['policies'][name][f'mean_ndcg@{k}'] or 0:.4f})",
+        )
+        retrained = [
+            (xi, yi, d["promoted"])
+            for xi, yi, d in zip(x, y, days, strict=True)
+            if d["retrained"] and yi is not None
+        ]
+        top.scatter(
+            [r[0] for r in retrained if r[2]],
+            [r[1] for r in retrained if r[2]],
+            marker="X",
+            color=line.get_color(),
+            zorder=3,
+        )
+        top.scatter(
+            [r[0] for r in retrained if not r[2]],
+            [r[1] for r in retrained if not r[2]],
+            marker="x",
+            color=line.get_color(),
+            zorder=3,
+        )
+        bottom.plot(x, [d["drift_share"] for d in days], linestyle=style, linewidth=1, color=line.get_color())
+        alarms = [(xi, d["drift_share"]) for xi, d in zip(x, days, strict=True) if d["alarm"]]
+        bottom.scatter([a[0] for a in alarms], [a[1] for a in alarms], color="red", s=12, zorder=3)
+    top.set_ylabel(f"prequential NDCG@{k}")
+    top.legend(loc="lower left", fontsize=8)
+    top.set_title(
+        f"{result['source']} {result['start']}..{result['end']}: quality per policy; x = retrain (X promoted)"
+    )
+    bottom.set_ylabel("drift share")
+    bottom.axhline(y=0, color="grey", linewidth=0.5)
+    bottom.set_title("drift share of each policy's champion; red = alarm", fontsize=9)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run_replay(
+    settings: Settings,
+    policy: str,
+    json_out: Path,
+    start: date | None = None,
+    end: date | None = None,
+    train_days: int = 28,
+    cooldown: int = 7,
+    feature_days: int = 31,
+    command: str | None = None,
+) -> dict:
+    """Run the replay flow for `policy` (`policy_names`), write the JSON (with several policies also a
+    Markdown table, a PNG chart and the first policy's days in the dashboards); print the summary."""
+    policies = policy_names(policy)
+    (settings.home / "prefect").mkdir(parents=True, exist_ok=True)  # PREFECT_HOME of the CLI
+    t = time.perf_counter()
+    result = replay_flow(
+        settings,
+        policies,
+        start=start,
+        end=end,
+        train_days=train_days,
+        feature_days=feature_days,
+        cooldown=cooldown,
+        dashboards=len(policies) > 1,
+        progress=json_out.with_suffix(".partial.json"),
+    )
+    result["seconds"] = round(time.perf_counter() - t, 1)
+    result["command"] = command
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(result, indent=2))
+    json_out.with_suffix(".partial.json").unlink(missing_ok=True)  # the whole run is in the JSON now
+    written = [json_out]
+    if len(policies) > 1:
+        written.append(write_chart(result, json_out.with_suffix(".png")))
+        md = json_out.with_suffix(".md")
+        md.write_text(markdown_table(result, command))
+        written.append(md)
+    for name, summary in result["policies"].items():
+        print(f"{name}: {json.dumps(summary)}")
+    v = result["validation"]
+    print(
+        f"validation: {v['rows']:,} rows in {v['seconds']} s ({v['rows_per_second']} rows/s, one day per run)"
+    )
+    print(f"total {result['seconds']:.0f} s; wrote {', '.join(map(str, written))}")
+    return result
