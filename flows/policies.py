@@ -329,7 +329,7 @@ def replay_flow(
         "cooldown": cooldown,
         "k": k,
         "train": {"negatives": sim.train.negatives, "max_epochs": sim.train.max_epochs},
-        "exclude_purchased": sim.serving.exclude_purchased,
+        "exclude_purchased": sim.exclude_purchased,
         "policies": summaries,
         "days": [r.to_dict(k) for run in runs for r in run.records],
         "validation": {

@@ -96,28 +96,28 @@ def ndcg_from_scores(
         raise ValueError(
             f"{len(scores)} score rows, {len(exclude)} exclusions, {len(relevant)} relevant sets"
         )
-    for u, columns in enumerate(exclude):
-        scores[u, columns] = -np.inf
+    for row, columns in enumerate(exclude):
+        scores[row, columns] = -np.inf
     discount = 1.0 / np.log2(np.arange(k) + 2.0)
     ideal = np.cumsum(discount)
     dcg = np.zeros(len(relevant))
     sizes = np.array([len(set(r)) for r in relevant])
     users = np.repeat(np.arange(len(relevant)), sizes)
-    items = np.concatenate(
-        [np.unique(np.asarray(list(r), dtype=np.int64)) for r in relevant if len(r)] or [[]]
-    )
-    items = items.astype(np.int64)
+    parts = [np.unique(np.asarray(list(r), dtype=np.int64)) for r in relevant if len(r)]
+    items = np.concatenate(parts) if parts else np.zeros(0, np.int64)
     columns = np.arange(scores.shape[1])
     for lo in range(0, len(users), 1024):
-        u, t = users[lo : lo + 1024], items[lo : lo + 1024]
-        rows = scores[u]
-        target = rows[np.arange(len(u)), t][:, None]
+        who, what = users[lo : lo + 1024], items[lo : lo + 1024]
+        rows = scores[who]
+        target = rows[np.arange(len(who)), what][:, None]
         position = (rows > target).sum(axis=1)
         tied = (rows == target).sum(axis=1) > 1
         if tied.any():
-            position[tied] += ((rows[tied] == target[tied]) & (columns[None, :] < t[tied, None])).sum(axis=1)
+            position[tied] += ((rows[tied] == target[tied]) & (columns[None, :] < what[tied, None])).sum(
+                axis=1
+            )
         hit = (position < k) & np.isfinite(target[:, 0])
-        np.add.at(dcg, u[hit], discount[position[hit]])
+        np.add.at(dcg, who[hit], discount[position[hit]])
     out = np.zeros(len(relevant))
     has = sizes > 0
     out[has] = dcg[has] / ideal[np.minimum(sizes[has], k) - 1]

@@ -514,7 +514,8 @@ def replay(
             raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=name) from None
     from flows.policies import run_replay
 
-    seen = [] if settings.serving.exclude_purchased else ["RECFLOW_SERVING__EXCLUDE_PURCHASED=false"]
+    asked = settings.serving.exclude_purchased  # None: the source's default seen filter
+    seen = [] if asked is None else [f"RECFLOW_SERVING__EXCLUDE_PURCHASED={str(asked).lower()}"]
     command = " ".join(
         [*seen, "recflow replay", f"--data {settings.data.source}", f"--policy {policy}"]
         + ([f"--start {start}"] if start else [])
