@@ -24,7 +24,7 @@ The service's latency is not simulated: impressions carry none, so the latency g
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,15 +86,7 @@ def serve_day(
     lists: dict[str, list[str]] = {}
     for name, variant in variants.items():
         rows = [i for i, user in enumerate(held.users) if arm[user] == name]
-        mine = replace(
-            held,
-            users=[held.users[i] for i in rows],
-            history=[held.history[i] if variant.with_history else [] for i in rows],
-            exclude=[held.exclude[i] for i in rows],
-            relevant=[held.relevant[i] for i in rows],
-            relevant_weights=[held.relevant_weights[i] for i in rows],
-            regions=[held.regions[i] for i in rows],
-        )
+        mine = held.subset(rows, with_history=variant.with_history)
         served = evaluate_package(variant.bundle, mine, sim.serving, sim.train.k).served
         lists |= {
             user: top.sort_values("rank")["item_id"].tolist() for user, top in served.groupby("user_id")

@@ -15,7 +15,8 @@ package is refit on every interaction through the newest day.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 import numpy as np
@@ -87,6 +88,29 @@ class HeldOut:
 
     def __len__(self) -> int:
         return len(self.users)
+
+    def subset(self, rows: Sequence[int], with_history: bool = True) -> HeldOut:
+        """The users at positions `rows`, every per-user field selected alike.
+
+        Args:
+            rows: positions in `users`.
+            with_history: False serves them as if they had no history (a cold-start arm): no
+                sequence and no purchases for the buy-again source.
+        """
+
+        def pick(values):
+            return None if values is None else [values[i] for i in rows]
+
+        return replace(
+            self,
+            users=pick(self.users),
+            history=pick(self.history) if with_history else [[] for _ in rows],
+            exclude=pick(self.exclude),
+            relevant=pick(self.relevant),
+            relevant_weights=pick(self.relevant_weights),
+            regions=pick(self.regions),
+            bought=pick(self.bought) if with_history or self.bought is None else [[] for _ in rows],
+        )
 
 
 def split_by_time(events: pd.DataFrame, holdout_days: int, timezone: str = "UTC") -> TimeSplit:

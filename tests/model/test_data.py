@@ -136,3 +136,20 @@ def test_held_out_samples_at_most_max_users_the_same_way_each_time(model_world):
         assert list(sample.history[i]) == list(everyone.history[rows[user]])
         assert list(sample.relevant[i]) == list(everyone.relevant[rows[user]])
     assert list(sample.user_features.index) == sample.users
+
+
+def test_a_subset_of_held_out_users_keeps_every_field_aligned(model_world):
+    settings, store = model_world
+    events = read_events(settings.validated_dir)
+    day = pd.to_datetime(events["timestamp"], utc=True).max().floor("D")
+    held = held_out(settings, store, day, day + pd.Timedelta(days=1))
+    assert held.bought is not None and len(held.bought) == len(held)
+    rows = list(range(len(held)))[::2]
+    part = held.subset(rows)
+    assert part.users == [held.users[i] for i in rows]
+    for field in ("history", "exclude", "relevant", "regions", "bought"):
+        assert len(getattr(part, field)) == len(rows), field
+    assert part.bought == [held.bought[i] for i in rows]
+    cold = held.subset(rows, with_history=False)
+    assert cold.users == part.users and cold.relevant == part.relevant
+    assert all(h == [] for h in cold.history) and all(b == [] for b in cold.bought)
