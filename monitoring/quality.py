@@ -145,7 +145,7 @@ def evaluate_package(bundle, held, serving: ServingSettings, k: int) -> PackageE
             {f"hr@{k}": 0.0, f"recall@{k}": 0.0, f"ndcg@{k}": 0.0, "users": 0}, pd.DataFrame(columns=columns)
         )
     items = item_feature_matrix(held.item_features, bundle.catalogue, bundle.item_features)
-    scorer = BatchScorer(bundle, serving=serving, item_features=items)
+    scorer = BatchScorer.shared(bundle, serving, items)
     user_rows = held.user_features.to_dict("index")
     bought = held.bought or [[] for _ in held.users]
     queries = [
@@ -205,6 +205,15 @@ def day_quality(
     return day_evaluation(settings, store, bundle, day, k, events, inter, max_users)[0]
 
 
+def day_users(settings: Settings, store, day, inter: pd.DataFrame, max_users: int | None = None):
+    """The `models.data.HeldOut` users of `day` that `day_evaluation` scores (shop's calendar day)."""
+    from models.data import held_out
+    from recflow.data.batches import day_bounds
+
+    start, end = day_bounds(day, settings.data.shop_timezone)
+    return held_out(settings, store, start, end, inter=inter, max_users=max_users)
+
+
 def day_evaluation(
     settings: Settings,
     store,
@@ -214,6 +223,7 @@ def day_evaluation(
     events: pd.DataFrame | None = None,
     inter: pd.DataFrame | None = None,
     max_users: int | None = None,
+    held=None,
 ) -> tuple[QualityResult, PackageEvaluation]:
     """What `bundle` serves on `day` to the users who come back that day, and its quality.
 
@@ -221,7 +231,8 @@ def day_evaluation(
     history, seen filter and online features from before it); the day's events are the feedback. `events` (the validated events) and `inter` (their
     `models.data.weighted_interactions`) spare a caller that scores many days reading them each time.
     `max_users` scores a seeded sample of at most that many of the day's returning users, for callers
-    that log many days (`monitoring.history`).
+    that log many days (`monitoring.history`). `held` (`day_users`' result for the same day and
+    arguments) spares callers that score several packages on one day building it again.
     """
     from models.data import held_out, weighted_interactions
     from recflow.data.batches import day_bounds, read_events
@@ -232,7 +243,8 @@ def day_evaluation(
         events = read_events(settings.validated_dir)
     if inter is None:
         inter = weighted_interactions(events, settings)
-    held = held_out(settings, store, start, end, inter=inter, max_users=max_users)
+    if held is None:
+        held = held_out(settings, store, start, end, inter=inter, max_users=max_users)
     evaluation = evaluate_package(bundle, held, settings.serving, k)
     ts = pd.to_datetime(events["timestamp"], utc=True)
     quality = recommendation_quality(

@@ -144,17 +144,48 @@ def read_snapshot(root: Path, table: str, day: date | None = None) -> pd.DataFra
         raise FileNotFoundError(f"no batches{when} under {root}: run ingestion first")
     _catalogue_table(table)
     files = tuple(_identity(b.table(table)) for b in batches)
-    return _snapshot(root, table, day, files).copy()  # a copy: callers may change theirs
+    return _snapshot(table, files).copy()  # a copy: callers may change theirs
 
 
 def _identity(path: Path) -> tuple[str, int, int]:
-    st = path.stat()
-    return str(path), st.st_size, st.st_mtime_ns
+    """A file's identity: its real path (homes that link another's day folders share it), size, mtime."""
+    real = path.resolve()
+    st = real.stat()
+    return str(real), st.st_size, st.st_mtime_ns
 
 
-@lru_cache(maxsize=64)
-def _snapshot(root: Path, table: str, day: date | None, files: tuple) -> pd.DataFrame:
-    """`read_snapshot`'s result, cached by the identity of every file it reads (`files`)."""
-    rows = read_upserts(root, table, day)
-    latest = rows.drop_duplicates(KEYS[table], keep="last").drop(columns="day")
-    return latest.sort_values(KEYS[table], kind="stable").reset_index(drop=True)
+SNAPSHOTS_KEPT = 32
+_snapshots: dict[tuple[str, tuple], pd.DataFrame] = {}
+
+
+def _snapshot(table: str, files: tuple) -> pd.DataFrame:
+    """`read_snapshot`'s fold of `files` (identities, oldest first), cached by them.
+
+    Incremental: a cached fold of a prefix of `files` (yesterday's catalogue) is the start, and only
+    the newer files are read and folded onto it, so a loop that asks for each next day's catalogue
+    reads one file a day instead of the whole history. The `SNAPSHOTS_KEPT` most recently used folds
+    are kept.
+    """
+    hit = _snapshots.pop((table, files), None)
+    if hit is not None:
+        _snapshots[(table, files)] = hit  # the most recently used is kept longest
+        return hit
+    start, base = 0, None
+    for n in range(len(files) - 1, 0, -1):
+        base = _snapshots.get((table, files[:n]))
+        if base is not None:
+            start = n
+            break
+    frames = [base] if base is not None else []
+    frames += [f for f in (conform(_read_parquet(*file), table) for file in files[start:]) if len(f)]
+    key = KEYS[table]
+    if frames:
+        rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        latest = rows.drop_duplicates(key, keep="last")
+    else:
+        latest = empty(table)
+    latest = latest.sort_values(key, kind="stable").reset_index(drop=True)
+    _snapshots[(table, files)] = latest
+    while len(_snapshots) > SNAPSHOTS_KEPT:
+        del _snapshots[next(iter(_snapshots))]  # the least recently used
+    return latest

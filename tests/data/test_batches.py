@@ -2,6 +2,7 @@
 
 from datetime import date, timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -64,6 +65,34 @@ def test_read_snapshot_folds_upserts_up_to_a_day(tmp_path):
         read_snapshot(tmp_path, "items", day - timedelta(days=1))
     with pytest.raises(ValueError, match="catalogue table"):
         read_snapshot(tmp_path, "events")
+
+
+def test_a_snapshot_folded_onto_yesterdays_equals_one_folded_from_the_first_day(tmp_path):
+    from recflow.data import batches
+
+    day = date(2026, 3, 1)
+    rng = np.random.default_rng(0)
+    for n in range(6):
+        ids = rng.choice(list("abcdefgh"), size=3, replace=False)
+        items = _items([(i, f"cat{n}", float(n) + k / 10) for k, i in enumerate(ids)])
+        write_raw_batch(
+            tmp_path,
+            day + timedelta(days=n),
+            {"events": empty("events"), "items": items, "users": empty("users")},
+        )
+    linked = tmp_path / "linked"  # another home linking the same day folders shares the cached folds
+    linked.mkdir()
+    for b in list_batches(tmp_path):
+        (linked / b.path.name).symlink_to(b.path)
+    batches._snapshots.clear()
+    incremental = [read_snapshot(tmp_path, "items", day + timedelta(days=n)) for n in range(6)]
+    assert len(batches._snapshots) == 6
+    assert read_snapshot(linked, "items").equals(incremental[-1]) and len(batches._snapshots) == 6
+    for n in range(6):
+        batches._snapshots.clear()  # a cold fold over every file up to the day
+        pd.testing.assert_frame_equal(
+            read_snapshot(tmp_path, "items", day + timedelta(days=n)), incremental[n]
+        )
 
 
 def test_day_bounds_follow_the_shops_calendar():

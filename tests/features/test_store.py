@@ -248,3 +248,53 @@ def test_promotions_are_point_in_time_in_feast(tiny_settings, completejourney_fo
     assert frame["on_promotion"].tolist() == [0, 1, 1]
     assert frame["promo_display_stores"].tolist() == [0, 2, 2]
     assert (frame["household_comp"] == "2 Adults Kids").all()
+
+
+def test_a_store_of_the_newest_days_answers_as_of_the_newest_day_as_the_whole_one(
+    tiny_settings, completejourney_folder, tmp_path
+):
+    """The replay's serving store keeps the newest days' daily rows: lookups at the newest day's start agree."""
+    import shutil
+
+    from features.store import RANKER_SERVICE, historical_features, ranker_features
+    from recflow.data.batches import day_bounds, list_batches, read_events
+    from recflow.data.sources import land_batches
+    from recflow.settings import load_settings
+
+    tiny_settings.data.source = f"completejourney:{completejourney_folder}"
+    for batch in land_batches(tiny_settings):
+        shutil.copytree(batch.path, tiny_settings.validated_dir / batch.path.name)
+    newest = load_settings("tiny", home=tmp_path / "newest")
+    newest.data.source = tiny_settings.data.source
+    shutil.copytree(tiny_settings.validated_dir, newest.validated_dir)
+    whole_store = prepare_feature_store(tiny_settings)
+    newest_store = prepare_feature_store(newest, newest_days=2)
+    whole_rows = compute_rows(tiny_settings)
+    newest_rows = compute_rows(newest)
+    for table in ("item_attributes", "item_popularity", "user_activity", "user_profile"):
+        assert newest_rows[table] < whole_rows[table], table
+    last = list_batches(tiny_settings.validated_dir)[-1].day
+    cut = day_bounds(last, tiny_settings.data.shop_timezone)[0]
+    events = read_events(tiny_settings.validated_dir)
+    refs = ranker_features(whole_store, RANKER_SERVICE)
+    assert refs["user"] and refs["item"]
+    for key, entity in (("user_id", "user"), ("item_id", "item")):
+        ids = sorted(events[key].astype(str).unique())
+        entity_df = pd.DataFrame({key: ids, "event_timestamp": cut})
+        whole = historical_features(whole_store, entity_df, refs[entity])
+        mine = historical_features(newest_store, entity_df, refs[entity])
+        assert whole[key].notna().all() and len(whole) == len(ids)
+        values = whole.drop(columns=[key, "event_timestamp"])
+        assert values.notna().all(axis=1).mean() > 0.5, values.isna().mean()  # most are known at the cut
+        pd.testing.assert_frame_equal(mine, whole, check_dtype=False)
+    with pytest.raises(ValueError, match="at least 2"):
+        prepare_feature_store(newest, newest_days=1)
+
+
+def compute_rows(settings) -> dict[str, int]:
+    """Rows of each feature table written under `settings`."""
+    import pyarrow.parquet as pq
+
+    from features.compute import TABLE_NAMES, table_path
+
+    return {name: pq.read_metadata(table_path(settings, name)).num_rows for name in TABLE_NAMES}
