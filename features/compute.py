@@ -201,11 +201,18 @@ def _dense(daily: pd.DataFrame, key: str, entities: pd.Index, days: pd.DatetimeI
     return out
 
 
-def _window_sums(dense: np.ndarray, window: int) -> np.ndarray:
-    """Sum over the `window` days ending at each day (inclusive), along axis 1."""
-    cum = np.concatenate([np.zeros_like(dense[:, :1]), dense.cumsum(axis=1)], axis=1)
-    hi = np.arange(dense.shape[1]) + 1
+def _window_sums(cum: np.ndarray, window: int, first: int = 0) -> np.ndarray:
+    """Sums over the `window` days ending at each day from `first` on (inclusive), along axis 1.
+
+    `cum` is the running sum along the day axis with a leading zero column (`_running`).
+    """
+    hi = np.arange(first, cum.shape[1] - 1) + 1
     return cum[:, hi] - cum[:, np.maximum(hi - window, 0)]
+
+
+def _running(dense: np.ndarray) -> np.ndarray:
+    """Running sums of `dense` along axis 1, with a leading zero column."""
+    return np.concatenate([np.zeros_like(dense[:, :1]), dense.cumsum(axis=1)], axis=1)
 
 
 def _distinct_in_window(
@@ -231,25 +238,29 @@ def _distinct_in_window(
     return diff.cumsum(axis=1)[:, :n_days]
 
 
-def _windowed(daily: pd.DataFrame, key: str, entities: pd.Index, days: pd.DatetimeIndex, prefix: str = ""):
-    """Columns `{prefix}{count}_{w}d` for every count and window, as (entity, day) arrays."""
+def _windowed(
+    daily: pd.DataFrame,
+    key: str,
+    entities: pd.Index,
+    days: pd.DatetimeIndex,
+    prefix: str = "",
+    first: int = 0,
+):
+    """Columns `{prefix}{count}_{w}d` for every count and window, as (entity, day) arrays over the days
+    from `first` on (the windows still reach back over every day)."""
     cols = list(COUNTS.values())
-    dense = _dense(daily, key, entities, days, cols)
+    cum = _running(_dense(daily, key, entities, days, cols))
     out = {}
     for w in WINDOWS:
-        sums = _window_sums(dense, w)
+        sums = _window_sums(cum, w, first)
         for i, name in enumerate(cols):
             out[f"{prefix}{name}_{w}d"] = sums[:, :, i]
     return out
 
 
-def _newest(mask: np.ndarray, newest_days: int | None) -> np.ndarray:
-    """`mask` (entity, day) with every day but the `newest_days` newest switched off (None: as is)."""
-    if newest_days is None:
-        return mask
-    out = mask.copy()
-    out[:, : max(mask.shape[1] - newest_days, 0)] = False
-    return out
+def _first_day(days: pd.DatetimeIndex, newest_days: int | None) -> int:
+    """Position of the first of the `newest_days` newest days (0: every day)."""
+    return 0 if newest_days is None else max(len(days) - newest_days, 0)
 
 
 def _grid_frame(key: str, entities: pd.Index, days: pd.DatetimeIndex, columns: dict[str, np.ndarray], mask):
@@ -396,16 +407,19 @@ def user_activity(
     with day d (1d = day d only).
     """
     users = pd.Index(sorted(counts["user_id"].astype(str).unique()))
-    columns = _windowed(counts, "user_id", users, days)
-    columns["distinct_categories_30d"] = _distinct_in_window(categories, "user_id", users, days, 30)
+    first = _first_day(days, newest_days)
+    columns = _windowed(counts, "user_id", users, days, first=first)
+    columns["distinct_categories_30d"] = _distinct_in_window(categories, "user_id", users, days, 30)[
+        :, first:
+    ]
     last = _dense(
         last_events.assign(last_s=_seconds(last_events["last_ts"])), "user_id", users, days, ["last_s"]
     )[:, :, 0]
-    last = np.fmax.accumulate(np.where(last > 0, last, np.nan), axis=1)
-    snapshot_s = _seconds(pd.Series(days + ONE_DAY)).to_numpy()
+    last = np.fmax.accumulate(np.where(last > 0, last, np.nan), axis=1)[:, first:]
+    snapshot_s = _seconds(pd.Series(days[first:] + ONE_DAY)).to_numpy()
     columns["days_since_last_event"] = (snapshot_s[None, :] - last) / 86_400.0
     columns["last_event_unix_s"] = last
-    frame = _grid_frame("user_id", users, days, columns, _newest(~np.isnan(last), newest_days))
+    frame = _grid_frame("user_id", users, days[first:], columns, ~np.isnan(last))
     frame[TIMESTAMP] = _ts(frame.pop("day") + ONE_DAY)
     for name in columns:
         if name not in ("days_since_last_event", "last_event_unix_s"):
@@ -421,14 +435,15 @@ def item_popularity(
     Conversion is purchases / views over the window (0 without views).
     """
     items = pd.Index(sorted(set(on_sale["item_id"].astype(str)) | set(counts["item_id"].astype(str))))
-    windowed = _windowed(counts, "item_id", items, days, prefix="item_")
+    first = _first_day(days, newest_days)
+    windowed = _windowed(counts, "item_id", items, days, prefix="item_", first=first)
     columns = {name: windowed[name] for name in ITEM_POPULARITY_COUNTS}
     for w in (7, 30):
         views, buys = windowed[f"item_views_{w}d"], windowed[f"item_purchases_{w}d"]
         columns[f"item_conversion_{w}d"] = np.divide(buys, views, out=np.zeros_like(buys), where=views > 0)
     mask = np.zeros((len(items), len(days)), bool)
     mask[items.get_indexer(on_sale["item_id"].astype(str)), days.get_indexer(on_sale["day"])] = True
-    frame = _grid_frame("item_id", items, days, columns, _newest(mask, newest_days))
+    frame = _grid_frame("item_id", items, days[first:], columns, mask[:, first:])
     frame[TIMESTAMP] = _ts(frame.pop("day") + ONE_DAY)
     for name in columns:
         if "conversion" not in name:

@@ -132,6 +132,7 @@ class DayRecord:
     false_alarm: bool | None = None
     seconds: float = 0.0
     shared_seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self, k: int) -> dict:
         d = asdict(self)
@@ -294,26 +295,33 @@ def replay_flow(
         day = batch.day
         t0 = time.perf_counter()
         outcome = validate_day_outcome(sim, validator, batch)
-        validation_seconds += time.perf_counter() - t0
+        t1 = time.perf_counter()
+        validation_seconds += t1 - t0
         rows_validated += outcome.rows_in
         # what the platform knows at the day's start: the histories and features the champions serve from
         serve = window_home(
             sim, training_window(validated_days(sim), day, feature_days), sim.home / "serving"
         )
         store = prepare_feature_store(serve, newest_days=SERVING_FEATURE_DAYS)
+        t2 = time.perf_counter()
         oldest = pd.Timestamp(day - timedelta(days=history_days), tz="UTC")
         events = pd.concat([events[events["timestamp"] >= oldest], read_events(sim.validated_dir, [day])])
         events = events.reset_index(drop=True)
         inter = weighted_interactions(events, sim)
         held = day_users(serve, store, day, inter)  # the households every policy's champion serves
-        whole = time.perf_counter() - t0
+        t3 = time.perf_counter()
+        whole = t3 - t0
+        shared = {"validate": t1 - t0, "features": t2 - t1, "households": t3 - t2}
         for run in runs:
-            t1 = time.perf_counter()
+            t4 = time.perf_counter()
             record, quality, drift = replay_day(
                 run, sim, serve, store, day, events, inter, train_days, held=held
             )
-            record.seconds = round(whole / len(runs) + time.perf_counter() - t1, 2)
+            record.seconds = round(whole / len(runs) + time.perf_counter() - t4, 2)
             record.shared_seconds = round(whole, 2)
+            record.stage_seconds = {
+                name: round(value, 2) for name, value in {**shared, **record.stage_seconds}.items()
+            }
             if opened is not None and run is runs[0]:
                 log_batch(
                     sim, drift, quality if quality.users else None, _stamp(day), day.isoformat(), opened
@@ -386,6 +394,7 @@ def replay_day(
         quality = evaluate(bundle)
         return quality.basket_ndcg if quality.users else None
 
+    started = time.perf_counter()
     quality = evaluate(run.champion.bundle)
     scored = quality.users > 0
     if run.pending is not None:  # yesterday's alarm retrained: did the retrained model serve better today?
@@ -395,7 +404,9 @@ def replay_day(
         if new is not None and old is not None:
             alarm_record.false_alarm = not new > old
         run.pending = None
+    scored_at = time.perf_counter()
     drift = check_drift(sim, run.champion.window, day, detailed=False, reports=run.settings.reports_dir)
+    checked_at = time.perf_counter()
     record = DayRecord(
         policy=run.policy.name,
         day=day.isoformat(),
@@ -405,6 +416,7 @@ def replay_day(
         drift_share=round(drift.share, 4),
         alarm=drift.detected,
         serving_model=run.champion.tag,
+        stage_seconds={"score": scored_at - started, "drift": checked_at - scored_at},
     )
     reason = run.policy.retrain_reason(day, drift.detected, run.last_training)
     if reason is not None:
@@ -430,6 +442,7 @@ def replay_day(
             record.promoted, record.serving_model = True, outcome.tag
         if drift.detected:
             run.pending = (record, outcome.challenger.bundle, previous.bundle, outcome.promoted)
+        record.stage_seconds["retrain"] = time.perf_counter() - checked_at
     run.records.append(record)
     return record, quality, drift
 
@@ -450,6 +463,10 @@ def summarise(records: list[DayRecord], k: int) -> dict:
         "judged_alarms": sum(r.false_alarm is not None for r in records),
         "false_alarms": sum(bool(r.false_alarm) for r in records),
         "seconds": round(sum(r.seconds for r in records), 1),
+        "stage_seconds": {
+            stage: round(sum(r.stage_seconds.get(stage, 0.0) for r in records), 1)
+            for stage in dict.fromkeys(name for r in records for name in r.stage_seconds)
+        },
         "days": len(records),
         "scored_days": len(scored),
     }
