@@ -179,7 +179,7 @@ def event_sequences(events: pd.DataFrame, length: int) -> pd.DataFrame:
     out = pd.DataFrame(
         {
             "user_id": ev["user_id"].astype("string").to_numpy(),
-            TIMESTAMP: ev["timestamp"].to_numpy(),
+            TIMESTAMP: ev["timestamp"].array,  # tz-aware as it is (to_numpy makes Timestamp objects)
             "recent_items": sequences,
         }
     )

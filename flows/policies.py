@@ -166,7 +166,7 @@ def policy_names(policy: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-SERVING_FEATURE_DAYS = 3
+SERVING_FEATURE_DAYS = 2
 """Daily feature rows the replay's serving store keeps: it is only asked as of the newest day's start."""
 REPLAY_NEGATIVES = 2048
 REPLAY_MAX_EPOCHS = 8
