@@ -120,7 +120,7 @@ class DayRecord:
     users: int
     recall: float | None
     ndcg: float | None
-    drift_share: float
+    drift_share: float | None  # None: a day without events, nothing to check
     alarm: bool
     retrained: bool = False
     retrain_reason: str | None = None
@@ -305,7 +305,8 @@ def replay_flow(
         store = prepare_feature_store(serve, newest_days=SERVING_FEATURE_DAYS)
         t2 = time.perf_counter()
         oldest = pd.Timestamp(day - timedelta(days=history_days), tz="UTC")
-        events = pd.concat([events[events["timestamp"] >= oldest], read_events(sim.validated_dir, [day])])
+        today = read_events(sim.validated_dir, [day])
+        events = pd.concat([events[events["timestamp"] >= oldest], today])
         events = events.reset_index(drop=True)
         inter = weighted_interactions(events, sim)
         held = day_users(serve, store, day, inter)  # the households every policy's champion serves
@@ -315,7 +316,7 @@ def replay_flow(
         for run in runs:
             t4 = time.perf_counter()
             record, quality, drift = replay_day(
-                run, sim, serve, store, day, events, inter, train_days, held=held
+                run, sim, serve, store, day, events, inter, train_days, held=held, quiet=today.empty
             )
             record.seconds = round(whole / len(runs) + time.perf_counter() - t4, 2)
             record.shared_seconds = round(whole, 2)
@@ -365,6 +366,7 @@ def replay_day(
     inter: pd.DataFrame,
     train_days: int,
     held=None,
+    quiet: bool = False,
 ):
     """One policy's day: score its champion before learning, check drift, retrain, gate, promote.
 
@@ -377,6 +379,9 @@ def replay_day(
         events, inter: the validated events of the history window through `day` and their interactions.
         train_days: days a challenger trains on.
         held: the day's households (`monitoring.quality.day_users`), when the caller has them.
+        quiet: the day has no validated event (the shop was closed: 2017-12-25 in the grocery year):
+            nothing to score or to check for drift, and a retrain the policy asks for waits for the
+            next day with baskets (its held-out day would have no targets).
 
     Returns:
         `(record, quality, drift)`: the day's record, the champion's `QualityResult` and `DriftResult`.
@@ -397,7 +402,7 @@ def replay_day(
     started = time.perf_counter()
     quality = evaluate(run.champion.bundle)
     scored = quality.users > 0
-    if run.pending is not None:  # yesterday's alarm retrained: did the retrained model serve better today?
+    if run.pending is not None and scored:  # the alarm's retrain: did it serve better the next open day?
         alarm_record, retrained, previous, promoted = run.pending
         mine = quality.basket_ndcg if scored else None
         new, old = (mine, basket_ndcg(previous)) if promoted else (basket_ndcg(retrained), mine)
@@ -405,7 +410,9 @@ def replay_day(
             alarm_record.false_alarm = not new > old
         run.pending = None
     scored_at = time.perf_counter()
-    drift = check_drift(sim, run.champion.window, day, detailed=False, reports=run.settings.reports_dir)
+    drift = None
+    if not quiet:
+        drift = check_drift(sim, run.champion.window, day, detailed=False, reports=run.settings.reports_dir)
     checked_at = time.perf_counter()
     record = DayRecord(
         policy=run.policy.name,
@@ -413,12 +420,12 @@ def replay_day(
         users=quality.users,
         recall=quality.basket_recall if scored else None,
         ndcg=quality.basket_ndcg if scored else None,
-        drift_share=round(drift.share, 4),
-        alarm=drift.detected,
+        drift_share=None if drift is None else round(drift.share, 4),
+        alarm=drift is not None and drift.detected,
         serving_model=run.champion.tag,
         stage_seconds={"score": scored_at - started, "drift": checked_at - scored_at},
     )
-    reason = run.policy.retrain_reason(day, drift.detected, run.last_training)
+    reason = None if quiet else run.policy.retrain_reason(day, record.alarm, run.last_training)
     if reason is not None:
         window = training_window(validated_days(sim), day, train_days)
         previous = run.champion
@@ -440,7 +447,7 @@ def replay_day(
         if outcome.promoted:
             run.champion = outcome.challenger
             record.promoted, record.serving_model = True, outcome.tag
-        if drift.detected:
+        if record.alarm:
             run.pending = (record, outcome.challenger.bundle, previous.bundle, outcome.promoted)
         record.stage_seconds["retrain"] = time.perf_counter() - checked_at
     run.records.append(record)
@@ -479,7 +486,8 @@ def day_line(record: DayRecord, k: int) -> str:
         if record.ndcg is None
         else f"recall@{k} {record.recall:.4f} ndcg@{k} {record.ndcg:.4f}"
     )
-    line = f"{record.day} {record.policy:6s} {record.users:5d} households  {quality}  drift {record.drift_share:.2f}"
+    share = "  - " if record.drift_share is None else f"{record.drift_share:.2f}"
+    line = f"{record.day} {record.policy:6s} {record.users:5d} households  {quality}  drift {share}"
     line += " ALARM" if record.alarm else "      "
     if record.retrained:
         line += f"  retrained ({record.retrain_reason})" + (
@@ -577,7 +585,8 @@ def write_chart(result: dict, path: Path) -> Path:
             color=line.get_color(),
             zorder=3,
         )
-        bottom.plot(x, [d["drift_share"] for d in days], linestyle=style, linewidth=1, color=line.get_color())
+        shares = [float("nan") if d["drift_share"] is None else d["drift_share"] for d in days]
+        bottom.plot(x, shares, linestyle=style, linewidth=1, color=line.get_color())
         alarms = [(xi, d["drift_share"]) for xi, d in zip(x, days, strict=True) if d["alarm"]]
         bottom.scatter([a[0] for a in alarms], [a[1] for a in alarms], color="red", s=12, zorder=3)
     top.set_ylabel(f"prequential NDCG@{k}")

@@ -148,6 +148,10 @@ def test_replay_command_writes_the_policies_and_scores_before_learning(tmp_path)
         keys = {"day", "recall@10", "ndcg@10", "drift_share", "alarm", "retrained", "promoted", "seconds"}
         assert all(keys <= set(d) for d in days)
         assert summary["retrains"] == sum(d["retrained"] for d in days)
+        shared, own_stages = {"validate", "features", "households"}, {"score", "drift"}
+        assert all(shared | own_stages <= set(d["stage_seconds"]) for d in days)
+        assert all(("retrain" in d["stage_seconds"]) == d["retrained"] for d in days)
+        assert set(summary["stage_seconds"]) >= shared | own_stages
         assert summary["alarms"] == sum(d["alarm"] for d in days)
         assert any(d["ndcg@10"] is not None for d in days)
         # prequential: the model that scored a day (yesterday's serving model) never learned that day
