@@ -175,17 +175,21 @@ def event_sequences(events: pd.DataFrame, length: int) -> pd.DataFrame:
     new_user[1:] = users[1:] != users[:-1]
     start = np.maximum.accumulate(np.where(new_user, position, 0))
     low = np.maximum(start, position - length + 1)
-    sequences = [items[lo : hi + 1].tolist() for lo, hi in zip(low, position, strict=True)]
+    stamps = pd.to_datetime(ev["timestamp"], utc=True).astype("datetime64[ns, UTC]")
+    # of several interactions at one timestamp only the last row is kept: build only the kept lists
+    ns = stamps.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    last = np.ones(n, bool)
+    last[:-1] = (users[1:] != users[:-1]) | (ns[1:] != ns[:-1])
+    kept = np.flatnonzero(last)
+    sequences = [items[lo : hi + 1].tolist() for lo, hi in zip(low[kept], kept, strict=True)]
     out = pd.DataFrame(
         {
-            "user_id": ev["user_id"].astype("string").to_numpy(),
-            TIMESTAMP: ev["timestamp"].array,  # tz-aware as it is (to_numpy makes Timestamp objects)
+            "user_id": ev["user_id"].astype("string").to_numpy()[kept],
+            TIMESTAMP: stamps.array[kept],  # tz-aware as it is (to_numpy makes Timestamp objects)
             "recent_items": sequences,
         }
     )
-    out = out.drop_duplicates(["user_id", TIMESTAMP], keep="last")
-    out[TIMESTAMP] = pd.to_datetime(out[TIMESTAMP], utc=True).astype("datetime64[ns, UTC]")
-    return out.reset_index(drop=True)
+    return out
 
 
 # ---------------------------------------------------------------- windows over days (numpy)
@@ -436,7 +440,13 @@ def item_popularity(
     """
     items = pd.Index(sorted(set(on_sale["item_id"].astype(str)) | set(counts["item_id"].astype(str))))
     first = _first_day(days, newest_days)
-    windowed = _windowed(counts, "item_id", items, days, prefix="item_", first=first)
+    # the windows of the items with events; the rest of the catalogue (most of a grocery one) counts 0
+    active = pd.Index(sorted(set(counts["item_id"].astype(str))))
+    at = items.get_indexer(active)
+    windowed = {}
+    for name, values in _windowed(counts, "item_id", active, days, prefix="item_", first=first).items():
+        windowed[name] = np.zeros((len(items), values.shape[1]), values.dtype)
+        windowed[name][at] = values
     columns = {name: windowed[name] for name in ITEM_POPULARITY_COUNTS}
     for w in (7, 30):
         views, buys = windowed[f"item_views_{w}d"], windowed[f"item_purchases_{w}d"]

@@ -177,9 +177,13 @@ def held_out(
     if max_users is not None and len(returning) > max_users:
         rng = np.random.default_rng(int(cut.timestamp()))
         returning = sorted(rng.choice(np.array(returning, dtype=object), max_users, replace=False).tolist())
-    histories = before[before["user_id"].isin(returning)].groupby("user_id", sort=True)["item_id"].agg(list)
+    mine = before[before["user_id"].isin(returning)]
+    histories = mine.groupby("user_id", sort=True)["item_id"].agg(list)
+    purchased = mine[mine["event_type"] == "purchase"]
     bought = (
-        before[before["event_type"] == "purchase"].groupby("user_id")["item_id"].agg(lambda s: sorted(set(s)))
+        purchased.groupby("user_id")["item_id"].agg(lambda s: sorted(set(s)))
+        if settings.exclude_purchased
+        else pd.Series(dtype=object)
     )
     targets = (
         after[after["user_id"].isin(returning)]
@@ -198,7 +202,6 @@ def held_out(
     item_ids = sorted(inter["item_id"].unique())
     records: dict[str, list[tuple[str, float]]] = {}
     if not settings.exclude_purchased:
-        purchased = before[(before["event_type"] == "purchase") & before["user_id"].isin(returning)]
         days = (
             (cut - pd.to_datetime(purchased["timestamp"], utc=True)).dt.total_seconds() / 86_400.0
         ).to_numpy()

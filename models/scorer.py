@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
+from scipy import sparse
 
 from models.bundle import ModelBundle
 from models.buy_again import REPEAT_FEATURES, Bought, repeat_lookup
@@ -124,6 +125,7 @@ class BatchScorer:
             np.full(n_items, np.nan) if bundle.repurchase_days is None else np.asarray(bundle.repurchase_days)
         )
         self.tie_break = (1e-6 * bundle.popularity / max(float(bundle.popularity.max()), 1.0))[None, :]
+        self._tie_order = np.lexsort((np.arange(n_items), -self.tie_break[0]))  # best first, ties by row
         self.batch_size = int(max(1, min(1024, 2e7 // max(n_items, 1))))  # dense [B, n_items] rows
         max_len = bundle.config.two_tower.max_len
         tower = bundle.two_tower.sequence_tower
@@ -276,10 +278,8 @@ class BatchScorer:
             top_r[u, : len(rows)] = rows
         # 2. co-occurrence over the recent items, with the popularity tie-break
         cooc = self.bundle.cooccurrence
-        dense = (cooc.context(histories) @ cooc.matrix).toarray() + self.tie_break
-        for u in range(b):
-            dense[u, exclude[u]] = -np.inf
-        top_c = _top(dense, c)
+        co = sparse_top(cooc.context(histories) @ cooc.matrix, self.tie_break[0], self._tie_order, exclude, c)
+        top_c = co.top
         # 2b. buy again: the user's own purchases by their decayed count, excluded dropped
         repeats = None
         top_g = np.full((b, c), -1, np.int64)
@@ -301,7 +301,7 @@ class BatchScorer:
         safe = np.where(valid, rows, 0)
         r = np.einsum("bd,bcd->bc", query, self.bundle.item_embeddings[safe])
         r_best = np.where(valid, r, -np.inf).max(axis=1, keepdims=True)
-        c_raw = np.maximum(np.take_along_axis(dense, safe, axis=1), 0.0)
+        c_raw = np.maximum(co.values(safe), 0.0)
         c_best = np.maximum(np.where(valid, c_raw, 0.0).max(axis=1, keepdims=True), 1e-9)
         rank_r = _ranks(top_r, safe, c)
         rank_c = _ranks(top_c, safe, c)
@@ -498,6 +498,67 @@ def _number(value) -> float:
         return float(value)
     except (TypeError, ValueError):
         return float("nan")
+
+
+@dataclass(frozen=True)
+class SparseTop:
+    """The co-occurrence source's top lists and its scores, from the sparse `[B, n_items]` scores.
+
+    `top` [B, n] (-1 padded) is what `_top` gives on the dense scores plus the popularity tie-break
+    with each user's excluded items at -inf, without building the dense matrix (a grocery catalogue
+    has 68-92k items; most users' scores are a few hundred nonzero entries).
+    """
+
+    top: np.ndarray
+    scores: sparse.csr_matrix
+    tie_break: np.ndarray
+    exclude: Sequence[np.ndarray]
+
+    def values(self, rows: np.ndarray) -> np.ndarray:
+        """The dense path's values at `rows` [B, m]: score + tie-break, -inf for an excluded row."""
+        out = np.zeros(rows.shape, np.float64)
+        indptr, indices, data = self.scores.indptr, self.scores.indices, self.scores.data
+        for u, excluded in enumerate(self.exclude):
+            cols, vals = indices[indptr[u] : indptr[u + 1]], data[indptr[u] : indptr[u + 1]]
+            at = np.minimum(np.searchsorted(cols, rows[u]), max(len(cols) - 1, 0))
+            if len(cols):
+                hit = cols[at] == rows[u]
+                out[u, hit] = vals[at[hit]]
+            out[u] += self.tie_break[rows[u]]
+            out[u, np.isin(rows[u], excluded)] = -np.inf
+        return out
+
+
+def sparse_top(
+    scores: sparse.spmatrix,
+    tie_break: np.ndarray,
+    tie_order: np.ndarray,
+    exclude: Sequence[np.ndarray],
+    n: int,
+) -> SparseTop:
+    """Each user's `n` best rows of `scores + tie_break` (excluded rows dropped), best first, ties by row.
+
+    Exact: a row outside a user's nonzero scores is worth its tie-break alone, so the best of those
+    are among the first `n + excluded + nonzero` rows of `tie_order` (all rows by tie-break, best first).
+    """
+    scores = sparse.csr_matrix(scores)
+    scores.sum_duplicates()  # sorted, unique column indices per row
+    n_items = scores.shape[1]
+    n = min(n, n_items)
+    top = np.full((scores.shape[0], n), -1, np.int64)
+    for u in range(scores.shape[0]):
+        lo, hi = scores.indptr[u], scores.indptr[u + 1]
+        nonzero = scores.indices[lo:hi]
+        backfill = tie_order[: n + len(exclude[u]) + len(nonzero)]
+        pool = np.union1d(nonzero, backfill)
+        pool = pool[~np.isin(pool, exclude[u])]
+        value = tie_break[pool].astype(np.float64)
+        at = np.searchsorted(pool, nonzero)
+        keep = (at < len(pool)) & (pool[np.minimum(at, len(pool) - 1)] == nonzero)
+        value[at[keep]] += scores.data[lo:hi][keep]
+        best = np.lexsort((pool, -value))[:n]
+        top[u, : len(best)] = pool[best]
+    return SparseTop(top, scores, np.asarray(tie_break, np.float64), exclude)
 
 
 def _top(scores: np.ndarray, n: int) -> np.ndarray:

@@ -92,3 +92,28 @@ def test_unknown_history_items_are_ignored(bundle):
 def test_item_features_must_match_the_catalogue(bundle):
     with pytest.raises(ValueError, match="catalogue order"):
         BatchScorer(bundle).set_item_features(np.zeros((3, 2)))
+
+
+def test_sparse_cooccurrence_top_equals_the_dense_path():
+    """The co-occurrence source's top lists and values without a dense [users, items] matrix are those
+    of the dense scores plus the tie-break with excluded items at -inf (`_top`)."""
+    from scipy import sparse
+
+    from models.scorer import _top, sparse_top
+
+    rng = np.random.default_rng(3)
+    n_users, n_items, n = 40, 500, 30
+    scores = sparse.random(n_users, n_items, density=0.03, random_state=4, format="csr", dtype=np.float32)
+    scores.data[scores.indptr[5] : scores.indptr[6]] = 0  # a user without any co-occurrence: all backfill
+    scores.eliminate_zeros()
+    tie_break = 1e-6 * rng.random(n_items)
+    exclude = [rng.choice(n_items, size=rng.integers(0, 60), replace=False) for _ in range(n_users)]
+    exclude[7] = scores[7].indices[:3]  # excluded items that do co-occur
+    dense = scores.toarray() + tie_break[None, :]
+    for u in range(n_users):
+        dense[u, exclude[u]] = -np.inf
+    got = sparse_top(scores, tie_break, np.lexsort((np.arange(n_items), -tie_break)), exclude, n)
+    np.testing.assert_array_equal(got.top, _top(dense, n))
+    rows = rng.integers(0, n_items, size=(n_users, 50))
+    np.testing.assert_array_equal(got.values(rows), np.take_along_axis(dense, rows, axis=1))
+    assert (got.top[5] >= 0).all() and not np.isin(got.top[7], exclude[7]).any()
