@@ -3,15 +3,16 @@
 The challenger is judged by its *validation package* (fitted before its held-out days; see
 `models.pipeline`), the champion by the package that serves. Both are scored through the one scoring
 path (`monitoring.quality.evaluate_package`: candidates, seen filter, ranker, as served) on the
-challenger's held-out days that the champion never trained on either, and compared on NDCG@K of the
-full pipeline. When the champion has seen every held-out day there is no fair comparison and the
+challenger's held-out days that the champion never trained on either, for the users of those days
+whose targets the challenger's fitting never chose on (its *report* users, `unseen_users`), and
+compared on NDCG@K of the full pipeline. When the champion has seen every held-out day there is no fair comparison and the
 champion stays.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date, timedelta
 
 from recflow.settings import Settings
@@ -147,6 +148,30 @@ def compare_packages(settings: Settings, store, champion, challenger_validation)
         return GateDecision(
             False, f"no returning user on {first}..{last}: nothing to compare", metric, None, None, margin
         )
+    held, note = unseen_users(held, challenger_validation)
     old = evaluate_package(champion, held, settings.serving, k).metrics
     new = evaluate_package(challenger_validation, held, settings.serving, k).metrics
-    return decide_promotion(old, new, margin, metric, days=[first.isoformat(), last.isoformat()])
+    decision = decide_promotion(old, new, margin, metric, days=[first.isoformat(), last.isoformat()])
+    return replace(decision, reason=f"{decision.reason} {note}")
+
+
+def unseen_users(held, challenger_validation) -> tuple:
+    """The held-out users the challenger's validation package learned nothing from, and a note saying so.
+
+    Fitting chooses everything (co-occurrence, half-life, two-tower epochs, the ranker, which also
+    learns from their targets) on the *choose* users of its held-out days and keeps the *report* users
+    out (`models.pipeline.split_users`: a stable hash of the user id, the package's `report_share` and
+    `seed`). Judged on the choose users too, a challenger is scored on targets it was fitted to, and
+    wins against a champion that never saw them more often than it should; the gate scores both on the
+    report users alone. A package fitted with `report_share` 0 has none: every user is kept, and the
+    note says the comparison favours the challenger.
+    """
+    from models.pipeline import split_users
+
+    config = challenger_validation.config
+    _, report = split_users(held.users, config.report_share, config.seed)
+    if not len(report):
+        return held, "(on users the challenger chose on: report_share is 0, the comparison favours it)"
+    return held.subset(
+        report
+    ), f"(on the {len(report)} of {len(held)} users the challenger never learned from)"

@@ -73,7 +73,8 @@ def test_the_gate_rejects_a_deliberately_worse_challenger(packages):
     settings, store, champion, challenger = packages
     fair = compare_packages(settings, store, champion, challenger)
     assert fair.days == ["2026-01-07", "2026-01-08"]  # held out by the challenger, unseen by the champion
-    assert fair.champion["users"] == fair.challenger["users"] > 10
+    assert fair.champion["users"] == fair.challenger["users"] > 5
+    assert "never learned from" in fair.reason
 
     # the same challenger, broken: its two-tower forgets everything and co-occurrence is emptied
     broken = replace(challenger, ranker=None, metadata=dict(challenger.metadata))
@@ -97,3 +98,29 @@ def test_a_champion_that_learned_every_held_out_day_stays(packages):
     learned_all = replace(challenger, metadata={**challenger.metadata, "data_window": {"end": "2026-01-08"}})
     decision = compare_packages(settings, store, learned_all, challenger)
     assert not decision.promote and "already learned every held-out day" in decision.reason
+
+
+@pytest.mark.slow
+def test_the_gate_scores_only_the_users_the_challenger_never_learned_from(packages):
+    """The challenger chose its models on the held-out days' choose users: the gate leaves them out."""
+    from models.data import held_out
+    from models.pipeline import split_users
+    from monitoring.gate import unseen_users
+    from recflow.data.batches import day_bounds
+
+    settings, store, _, challenger = packages
+    zone = settings.data.shop_timezone
+    held = held_out(
+        settings, store, day_bounds(date(2026, 1, 7), zone)[0], day_bounds(date(2026, 1, 8), zone)[1]
+    )
+    choose, report = split_users(held.users, challenger.config.report_share, challenger.config.seed)
+    assert len(choose) and len(report)
+    kept, note = unseen_users(held, challenger)
+    assert kept.users == [held.users[i] for i in report]
+    assert not set(kept.users) & {held.users[i] for i in choose}
+    assert f"{len(report)} of {len(held)}" in note
+
+    hyper = {**challenger.metadata["hyperparameters"], "report_share": 0.0}
+    everyone = replace(challenger, metadata={**challenger.metadata, "hyperparameters": hyper})
+    kept, note = unseen_users(held, everyone)
+    assert kept.users == held.users and "favours it" in note
