@@ -210,16 +210,8 @@ def feature_definitions(data_dir: Path, sequence_length: int = 20) -> Definition
     )
     ranking_v1 = FeatureService(
         name="ranking_v1",
-        features=[
-            user_profile,
-            user_activity,
-            item_attributes,
-            item_popularity,
-            item_promotions,
-            item_price_bucket,
-        ],
-        description="ranking model: user profile and behaviour, item attributes, popularity, promotion this "
-        "week (a source without promotions leaves it constant, which the ranker ignores), price bucket",
+        features=[user_profile, user_activity, item_attributes, item_popularity, item_price_bucket],
+        description="ranking model: user profile and behaviour, item attributes, popularity, price bucket",
     )
     grocery_v1 = FeatureService(
         name="grocery_v1",

@@ -1,7 +1,7 @@
 """The serving path to online features: one user from Feast, candidate items from an in-process cache.
 
 Item features change only when a batch is materialized, so `OnlineFeatures` keeps every item's
-`ranking_v1` item features (attributes, popularity, promotion this week, price bucket) in memory and reloads them from
+`ranking_v1` item features (attributes, popularity, price bucket) in memory and reloads them from
 the online store in `refresh()`; a request then reads one user from Feast and slices the cache.
 Real-time events reach the online store through the `user_events_push` PushSource.
 """
@@ -22,7 +22,7 @@ from recflow.settings import Settings
 
 log = logging.getLogger(__name__)
 USER_VIEWS: tuple[str, ...] = ("user_profile", "user_activity", "user_sequence")
-ITEM_VIEWS: tuple[str, ...] = ("item_attributes", "item_popularity", "item_promotions")
+ITEM_VIEWS: tuple[str, ...] = ("item_attributes", "item_popularity")
 REFRESH_CHUNK = 5_000
 
 

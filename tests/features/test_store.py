@@ -11,14 +11,7 @@ from pydantic import SecretStr
 from features.compute import table_path, training_timestamps
 from features.definitions import price_bucket
 from features.online import OnlineFeatures, push_user_events
-from features.store import (
-    RANKER_SERVICE,
-    get_training_frame,
-    materialize,
-    prepare_feature_store,
-    ranker_features,
-    repo_config,
-)
+from features.store import get_training_frame, materialize, prepare_feature_store, repo_config
 
 USER_REFS = ["user_activity:views_7d", "user_profile:tenure_days", "user_sequence:recent_items"]
 ITEM_REFS = ["item_attributes:price", "item_popularity:item_views_7d"]
@@ -70,7 +63,6 @@ def test_services_and_ttls(feature_world):
         "user_activity",
         "item_attributes",
         "item_popularity",
-        "item_promotions",
         "item_price_bucket",
     }
     never_expire = {"item_promotions", "user_demographics"}  # change tables: a row holds until the next
@@ -256,35 +248,6 @@ def test_promotions_are_point_in_time_in_feast(tiny_settings, completejourney_fo
     assert frame["on_promotion"].tolist() == [0, 1, 1]
     assert frame["promo_display_stores"].tolist() == [0, 2, 2]
     assert (frame["household_comp"] == "2 Adults Kids").all()
-    # the ranker reads the week's promotion too, as of the same instants
-    assert "item_promotions:on_promotion" in ranker_features(store)["item"]
-    ranking = get_training_frame(store, entity, RANKER_SERVICE)
-    assert ranking["on_promotion"].tolist() == [0, 1, 1]
-
-
-def test_the_served_item_features_carry_the_promotion_of_the_week(tiny_settings, completejourney_folder):
-    """Materialized through a day of week 11, the online item cache says the week-11 item is on promotion."""
-    import shutil
-
-    from completejourney_data import COMPLETEJOURNEY_WEEK11_ONLY
-
-    from recflow.data.sources import land_batches
-
-    tiny_settings.data.source = f"completejourney:{completejourney_folder}"
-    for batch in land_batches(tiny_settings):
-        shutil.copytree(batch.path, tiny_settings.validated_dir / batch.path.name)
-    store = prepare_feature_store(tiny_settings)
-    promoted = str(COMPLETEJOURNEY_WEEK11_ONLY)
-    materialize(tiny_settings, store, end=datetime(2017, 3, 9, tzinfo=UTC))  # a Thursday of week 11
-    online = OnlineFeatures(store, tiny_settings)
-    assert "on_promotion" in online.item_columns
-    frame = online.items([promoted])
-    assert frame.loc[promoted, "on_promotion"] == 1
-    assert frame.loc[promoted, "promo_display_stores"] >= 1
-    # the next week's first day ends it: the cache reloaded after materializing it says so
-    materialize(tiny_settings, store, end=datetime(2017, 3, 14, tzinfo=UTC))
-    online.refresh()
-    assert online.items([promoted]).loc[promoted, "on_promotion"] == 0
 
 
 def test_a_store_of_the_newest_days_answers_as_of_the_newest_day_as_the_whole_one(
