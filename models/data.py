@@ -15,7 +15,7 @@ package is refit on every interaction through the newest day.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
@@ -155,6 +155,7 @@ def held_out(
     end: pd.Timestamp | None = None,
     inter: pd.DataFrame | None = None,
     max_users: int | None = None,
+    pick: Callable[[list[str]], list[str]] | None = None,
 ) -> HeldOut:
     """The users with interactions both before `cut` and in [`cut`, `end`), as the module docstring says.
 
@@ -165,6 +166,8 @@ def held_out(
         end: the end of the held-out span (default: everything after `cut`).
         inter: `weighted_interactions` of the validated events, when the caller has them already.
         max_users: at most this many of those users, a sample seeded by `cut` (None: all of them).
+        pick: narrows those users (sorted ids in, the kept ones out, in order) before their histories
+            and features are looked up (the gate keeps its challenger's report users).
     """
     if inter is None:
         inter = weighted_interactions(read_events(settings.validated_dir), settings)
@@ -177,6 +180,8 @@ def held_out(
     if max_users is not None and len(returning) > max_users:
         rng = np.random.default_rng(int(cut.timestamp()))
         returning = sorted(rng.choice(np.array(returning, dtype=object), max_users, replace=False).tolist())
+    if pick is not None:
+        returning = pick(returning)
     mine = before[before["user_id"].isin(returning)]
     histories = mine.groupby("user_id", sort=True)["item_id"].agg(list)
     purchased = mine[mine["event_type"] == "purchase"]

@@ -43,6 +43,9 @@ from models.sequential import pad_left
 from recflow.settings import ServingSettings
 
 SOURCES: tuple[str, ...] = ("two-tower", "co-occurrence", "both", "popular", "buy-again")
+SCORING_BATCH = 1024
+"""Users scored together: a batch holds [B, candidates + excluded] index hits and [B, candidates,
+features] ranker inputs, never a dense [B, catalogue] matrix (the co-occurrence scores stay sparse)."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ class BatchScorer:
         )
         self.tie_break = (1e-6 * bundle.popularity / max(float(bundle.popularity.max()), 1.0))[None, :]
         self._tie_order = np.lexsort((np.arange(n_items), -self.tie_break[0]))  # best first, ties by row
-        self.batch_size = int(max(1, min(1024, 2e7 // max(n_items, 1))))  # dense [B, n_items] rows
+        self.batch_size = SCORING_BATCH
         max_len = bundle.config.two_tower.max_len
         tower = bundle.two_tower.sequence_tower
         self._query = tf.function(lambda x: tower(x, training=False)[:, -1, :]).get_concrete_function(
@@ -504,8 +507,8 @@ def _number(value) -> float:
 class SparseTop:
     """The co-occurrence source's top lists and its scores, from the sparse `[B, n_items]` scores.
 
-    `top` [B, n] (-1 padded) is what `_top` gives on the dense scores plus the popularity tie-break
-    with each user's excluded items at -inf, without building the dense matrix (a grocery catalogue
+    `top` [B, n] (-1 padded) holds the `n` best rows of the dense scores plus the popularity tie-break
+    with each user's excluded items at -inf (ties by row), without building the dense matrix (a grocery catalogue
     has 68-92k items; most users' scores are a few hundred nonzero entries).
     """
 
@@ -519,12 +522,8 @@ class SparseTop:
         out = np.zeros(rows.shape, np.float64)
         indptr, indices, data = self.scores.indptr, self.scores.indices, self.scores.data
         for u, excluded in enumerate(self.exclude):
-            cols, vals = indices[indptr[u] : indptr[u + 1]], data[indptr[u] : indptr[u + 1]]
-            at = np.minimum(np.searchsorted(cols, rows[u]), max(len(cols) - 1, 0))
-            if len(cols):
-                hit = cols[at] == rows[u]
-                out[u, hit] = vals[at[hit]]
-            out[u] += self.tie_break[rows[u]]
+            span = slice(indptr[u], indptr[u + 1])
+            out[u] = _row_values(indices[span], data[span], rows[u]) + self.tie_break[rows[u]]
             out[u, np.isin(rows[u], excluded)] = -np.inf
         return out
 
@@ -552,23 +551,20 @@ def sparse_top(
         backfill = tie_order[: n + len(exclude[u]) + len(nonzero)]
         pool = np.union1d(nonzero, backfill)
         pool = pool[~np.isin(pool, exclude[u])]
-        value = tie_break[pool].astype(np.float64)
-        at = np.searchsorted(pool, nonzero)
-        keep = (at < len(pool)) & (pool[np.minimum(at, len(pool) - 1)] == nonzero)
-        value[at[keep]] += scores.data[lo:hi][keep]
+        value = tie_break[pool].astype(np.float64) + _row_values(nonzero, scores.data[lo:hi], pool)
         best = np.lexsort((pool, -value))[:n]
         top[u, : len(best)] = pool[best]
     return SparseTop(top, scores, np.asarray(tie_break, np.float64), exclude)
 
 
-def _top(scores: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the `n` best-scoring items per row, best first (ties by index)."""
-    n = min(n, scores.shape[1])
-    part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-    picked = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -picked), axis=1)
-    top = np.take_along_axis(part, order, axis=1)
-    return np.where(np.isfinite(np.take_along_axis(scores, top, axis=1)), top, -1)
+def _row_values(columns: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """One sparse row's values at the `wanted` columns (0 where it has none); `columns` sorted, unique."""
+    out = np.zeros(len(wanted), np.float64)
+    if len(columns):
+        at = np.minimum(np.searchsorted(columns, wanted), len(columns) - 1)
+        hit = columns[at] == wanted
+        out[hit] = values[at[hit]]
+    return out
 
 
 def _merge(

@@ -143,19 +143,26 @@ def compare_packages(settings: Settings, store, champion, challenger_validation)
         )
     first, last = days
     zone = settings.data.shop_timezone  # the days are the shop's calendar days
-    held = held_out(settings, store, day_bounds(first, zone)[0], day_bounds(last, zone)[1])
+    notes: list[str] = []
+
+    def report_users(returning: list[str]) -> list[str]:
+        kept, note = unseen_users(returning, challenger_validation)
+        notes.append(note)
+        return kept
+
+    start, end = day_bounds(first, zone)[0], day_bounds(last, zone)[1]
+    held = held_out(settings, store, start, end, pick=report_users)
     if not len(held):
         return GateDecision(
             False, f"no returning user on {first}..{last}: nothing to compare", metric, None, None, margin
         )
-    held, note = unseen_users(held, challenger_validation)
     old = evaluate_package(champion, held, settings.serving, k).metrics
     new = evaluate_package(challenger_validation, held, settings.serving, k).metrics
     decision = decide_promotion(old, new, margin, metric, days=[first.isoformat(), last.isoformat()])
-    return replace(decision, reason=f"{decision.reason} {note}")
+    return replace(decision, reason=f"{decision.reason} {notes[0]}")
 
 
-def unseen_users(held, challenger_validation) -> tuple:
+def unseen_users(users: list[str], challenger_validation) -> tuple[list[str], str]:
     """The held-out users the challenger's validation package learned nothing from, and a note saying so.
 
     Fitting chooses everything (co-occurrence, half-life, two-tower epochs, the ranker, which also
@@ -165,13 +172,16 @@ def unseen_users(held, challenger_validation) -> tuple:
     wins against a champion that never saw them more often than it should; the gate scores both on the
     report users alone. A package fitted with `report_share` 0 has none: every user is kept, and the
     note says the comparison favours the challenger.
+
+    Args:
+        users: the held-out days' returning users (before their histories and features are looked up).
+        challenger_validation: the challenger's validation package (its `config` has the split).
     """
     from models.pipeline import split_users
 
     config = challenger_validation.config
-    _, report = split_users(held.users, config.report_share, config.seed)
+    _, report = split_users(users, config.report_share, config.seed)
     if not len(report):
-        return held, "(on users the challenger chose on: report_share is 0, the comparison favours it)"
-    return held.subset(
-        report
-    ), f"(on the {len(report)} of {len(held)} users the challenger never learned from)"
+        return users, "(on users the challenger chose on: report_share is 0, the comparison favours it)"
+    kept = [users[i] for i in report]
+    return kept, f"(on the {len(kept)} of {len(users)} users the challenger never learned from)"

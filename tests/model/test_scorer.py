@@ -96,10 +96,10 @@ def test_item_features_must_match_the_catalogue(bundle):
 
 def test_sparse_cooccurrence_top_equals_the_dense_path():
     """The co-occurrence source's top lists and values without a dense [users, items] matrix are those
-    of the dense scores plus the tie-break with excluded items at -inf (`_top`)."""
+    of the dense scores plus the tie-break with excluded items at -inf (`dense_top`)."""
     from scipy import sparse
 
-    from models.scorer import _top, sparse_top
+    from models.scorer import sparse_top
 
     rng = np.random.default_rng(3)
     n_users, n_items, n = 40, 500, 30
@@ -113,7 +113,17 @@ def test_sparse_cooccurrence_top_equals_the_dense_path():
     for u in range(n_users):
         dense[u, exclude[u]] = -np.inf
     got = sparse_top(scores, tie_break, np.lexsort((np.arange(n_items), -tie_break)), exclude, n)
-    np.testing.assert_array_equal(got.top, _top(dense, n))
+    np.testing.assert_array_equal(got.top, dense_top(dense, n))
     rows = rng.integers(0, n_items, size=(n_users, 50))
     np.testing.assert_array_equal(got.values(rows), np.take_along_axis(dense, rows, axis=1))
     assert (got.top[5] >= 0).all() and not np.isin(got.top[7], exclude[7]).any()
+
+
+def dense_top(scores: np.ndarray, n: int) -> np.ndarray:
+    """The reference the sparse path must equal: the `n` best finite columns per row, best first, ties
+    by column, -1 where fewer are finite (what the scorer ranked before it went sparse)."""
+    n = min(n, scores.shape[1])
+    part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    picked = np.take_along_axis(scores, part, axis=1)
+    top = np.take_along_axis(part, np.lexsort((part, -picked), axis=1), axis=1)
+    return np.where(np.isfinite(np.take_along_axis(scores, top, axis=1)), top, -1)

@@ -115,12 +115,23 @@ def test_the_gate_scores_only_the_users_the_challenger_never_learned_from(packag
     )
     choose, report = split_users(held.users, challenger.config.report_share, challenger.config.seed)
     assert len(choose) and len(report)
-    kept, note = unseen_users(held, challenger)
-    assert kept.users == [held.users[i] for i in report]
-    assert not set(kept.users) & {held.users[i] for i in choose}
+    kept, note = unseen_users(held.users, challenger)
+    assert kept == [held.users[i] for i in report]
+    assert not set(kept) & {held.users[i] for i in choose}
     assert f"{len(report)} of {len(held)}" in note
+    picked = held_out(
+        settings,
+        store,
+        day_bounds(date(2026, 1, 7), zone)[0],
+        day_bounds(date(2026, 1, 8), zone)[1],
+        pick=lambda users: unseen_users(users, challenger)[0],
+    )  # narrowed before the lookups: the same users, histories and targets as narrowed after
+    subset = held.subset(report)
+    assert picked.users == subset.users == kept
+    assert [list(h) for h in picked.history] == [list(h) for h in subset.history]
+    assert [list(r) for r in picked.relevant] == [list(r) for r in subset.relevant]
 
     hyper = {**challenger.metadata["hyperparameters"], "report_share": 0.0}
     everyone = replace(challenger, metadata={**challenger.metadata, "hyperparameters": hyper})
-    kept, note = unseen_users(held, everyone)
-    assert kept.users == held.users and "favours it" in note
+    kept, note = unseen_users(held.users, everyone)
+    assert kept == held.users and "favours it" in note
