@@ -132,7 +132,12 @@ class ModelBundle:
             self.ranker.save_weights(str(path / "ranker" / "weights"))
             (path / "ranker" / "normalisation.json").write_text(
                 json.dumps(
-                    {"mean": self.ranker.feature_mean.tolist(), "var": self.ranker.feature_var.tolist()}
+                    {
+                        "mean": self.ranker.feature_mean.tolist(),
+                        "var": self.ranker.feature_var.tolist(),
+                        "min": self.ranker.feature_min.tolist(),
+                        "max": self.ranker.feature_max.tolist(),
+                    }
                 )
             )
         return path
@@ -155,7 +160,10 @@ class ModelBundle:
         ranker = None
         if (path / "ranker" / "normalisation.json").exists():
             norm = json.loads((path / "ranker" / "normalisation.json").read_text())
-            ranker = CandidateRanker(config.ranker, np.array(norm["mean"]), np.array(norm["var"])).build_for()
+            span = (np.array(norm["min"]), np.array(norm["max"])) if "min" in norm else None
+            ranker = CandidateRanker(
+                config.ranker, np.array(norm["mean"]), np.array(norm["var"]), span
+            ).build_for()
             ranker.load_weights(str(path / "ranker" / "weights")).expect_partial()
         return cls(
             metadata=metadata,

@@ -93,7 +93,13 @@ def standardisation(mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.n
 class CandidateRanker(tfrs.Model):
     """DCN-v2 over candidate features [B, C, F] -> logits [B, C] (see the module docstring)."""
 
-    def __init__(self, config: RankerConfig, feature_mean: np.ndarray, feature_var: np.ndarray) -> None:
+    def __init__(
+        self,
+        config: RankerConfig,
+        feature_mean: np.ndarray,
+        feature_var: np.ndarray,
+        feature_range: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
         self.n_features = len(feature_mean)
@@ -101,15 +107,21 @@ class CandidateRanker(tfrs.Model):
         self.feature_var = np.asarray(feature_var, np.float32)
         shift, scale = standardisation(self.feature_mean, self.feature_var)
         self.shift, self.scale = tf.constant(shift), tf.constant(scale)
+        # None (a bundle saved before the ranker kept its range): inputs are not clipped
+        low, high = feature_range or (np.full(self.n_features, -np.inf), np.full(self.n_features, np.inf))
+        self.feature_min = np.asarray(low, np.float32)
+        self.feature_max = np.asarray(high, np.float32)
+        self.low, self.high = tf.constant(self.feature_min), tf.constant(self.feature_max)
         self.cross = [tfrs.layers.dcn.Cross() for _ in range(config.cross_layers)]
         self.deep = tf.keras.Sequential([tf.keras.layers.Dense(h, activation="relu") for h in config.hidden])
         self.out = tf.keras.layers.Dense(1)
         self.task = tfrs.tasks.Ranking(loss=tf.keras.losses.CategoricalCrossentropy(from_logits=True))
 
     def call(self, features: tf.Tensor) -> tf.Tensor:
-        """Features [B, C, F] -> logits [B, C]."""
+        """Features [B, C, F] -> logits [B, C] (each feature clipped to its training range first)."""
         shape = tf.shape(features)
-        x0 = (tf.reshape(features, [-1, self.n_features]) - self.shift) * self.scale
+        x = tf.clip_by_value(tf.reshape(features, [-1, self.n_features]), self.low, self.high)
+        x0 = (x - self.shift) * self.scale
         x = x0
         for layer in self.cross:
             x = layer(x0, x)
@@ -152,7 +164,11 @@ def fit_ranker(
         raise ValueError("no user's next interaction is among its candidates: nothing to train the ranker on")
     flat = feats[keep].reshape(-1, feats.shape[-1])
     # a small network over a few dozen features: float32 whatever the two-tower trained in
-    model = in_float32(lambda: CandidateRanker(config, flat.mean(axis=0), flat.var(axis=0)))
+    model = in_float32(
+        lambda: CandidateRanker(
+            config, flat.mean(axis=0), flat.var(axis=0), (flat.min(axis=0), flat.max(axis=0))
+        )
+    )
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     targets = labels[keep] / labels[keep].sum(axis=1, keepdims=True)
     data = (

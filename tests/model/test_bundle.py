@@ -44,6 +44,9 @@ def test_round_trip_serves_identical_lists(fitted, tmp_path):
     assert list(loaded.item_ids) == list(bundle.item_ids)
     assert loaded.metadata == bundle.metadata and loaded.popular == bundle.popular
     assert loaded.config == bundle.config and loaded.item_features == ["on_promotion"]
+    np.testing.assert_array_equal(loaded.ranker.feature_min, bundle.ranker.feature_min)  # the clip range
+    np.testing.assert_array_equal(loaded.ranker.feature_max, bundle.ranker.feature_max)
+    assert np.isfinite(loaded.ranker.feature_max).all()
     assert latest_bundle(tmp_path) == tmp_path / "b1"
 
 

@@ -55,3 +55,21 @@ def test_a_feature_constant_in_training_cannot_scramble_the_order_later():
     later[:, :, 1] = np.log1p(8.0)
     np.testing.assert_allclose(ranker_logits(model, later), ranker_logits(model, feats), rtol=1e-5, atol=1e-5)
     assert (ranker_logits(model, later).argmax(axis=1) == target).mean() > 0.9
+
+
+def test_a_feature_that_grows_with_time_cannot_leave_the_range_it_was_trained_on():
+    """A time proxy (the grocery log's tenure: every household 'signed up' on the log's first day, so a
+    household's tenure is the calendar; missing for a few) takes values at serving time that training
+    never saw. Months later it is clipped to the training range instead of being extrapolated."""
+    rng = np.random.default_rng(3)
+    feats = rng.normal(size=(200, 20, 2)).astype(np.float32)
+    feats[:, :, 1] = np.log1p(180.0)
+    feats[:20, :, 1] = 0.0  # missing: the feature varies in training, so it is standardised, not ignored
+    target = feats[:, :, 0].argmax(axis=1)
+    labels = np.zeros((200, 20), np.float32)
+    labels[np.arange(200), target] = 1.0
+    model, _ = fit_ranker(feats, labels, RankerConfig(learning_rate=1e-2, batch_size=32), epochs=10)
+    np.testing.assert_allclose(model.feature_max, feats.reshape(-1, 2).max(axis=0))
+    later = feats.copy()
+    later[20:, :, 1] = np.log1p(340.0)  # five months on: beyond anything training saw
+    np.testing.assert_allclose(ranker_logits(model, later), ranker_logits(model, feats), rtol=1e-5, atol=1e-5)
