@@ -590,6 +590,45 @@ def up(
     os._exit(code)
 
 
+@bench.command("champion-age")
+def bench_champion_age(
+    json_out: Annotated[Path, typer.Option("--json", help="write results here (Markdown and PNG beside it)")],
+    trained_on: Annotated[str, typer.Option(help="the package's last training day (YYYY-MM-DD)")],
+    days: Annotated[str, typer.Option(help="the days to serve it on, after --trained-on: YYYY-MM-DD,...")],
+    data: DataOpt = None,
+    train_days: Annotated[int, typer.Option(help="days the package trains on, ending --trained-on")] = 28,
+    profile: ProfileOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """One package trained once, served on later days: as trained, with its ranker unclipped, without it."""
+    from datetime import date
+
+    parsed = []
+    for name, value in [("--trained-on", trained_on), *(("--days", d.strip()) for d in days.split(","))]:
+        try:
+            parsed.append(date.fromisoformat(value))
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=name) from None
+    settings = _settings(profile, home, data)
+    from benchmarks.champion_age import run_champion_age
+
+    command = " ".join(
+        ["recflow bench champion-age", f"--data {settings.data.source}", f"--trained-on {trained_on}"]
+        + [f"--days {days}"]
+        + ([f"--train-days {train_days}"] if train_days != 28 else [])
+        + ([f"--profile {profile}"] if profile else [])
+        + ([f"--home {home}"] if home else [])
+        + [f"--json {json_out}"]
+    )
+    try:
+        with without_banners():
+            run_champion_age(
+                settings, parsed[0], parsed[1:], json_out, train_days=train_days, command=command
+            )
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
 @bench.command("drift-calibration")
 def bench_drift_calibration(
     json_out: Annotated[Path, typer.Option("--json", help="write results here (a Markdown table beside it)")],
