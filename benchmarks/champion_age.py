@@ -31,9 +31,8 @@ from flows.loop import (
     train_on_window,
     training_window,
     validated_days,
-    window_home,
 )
-from flows.policies import SERVING_FEATURE_DAYS, replay_settings
+from flows.policies import mean_or_none, replay_settings, serving_store
 from recflow.settings import Settings
 
 VARIANTS: tuple[str, ...] = ("package", "unclipped", "without_ranker")
@@ -56,7 +55,6 @@ def run_champion_age(
         ValueError: a day that is not after `trained_on` (the package learned it), or a day or training
             window outside the source.
     """
-    from features.store import prepare_feature_store
     from features.validation import Validator, validate_batches
     from models.data import weighted_interactions
     from monitoring.quality import day_evaluation, day_users
@@ -89,19 +87,14 @@ def run_champion_age(
     print(f"training on {window[0]}..{window[-1]}", flush=True)
     trained = train_on_window.fn(sim, window, trained_on.isoformat(), home=sim.home)
     packages = {name: load_bundle(trained.bundle_path) for name in VARIANTS}
-    ranker = packages["package"].ranker is not None
-    if ranker:  # before any scorer traces the ranker
-        import tensorflow as tf
-
-        unclipped = packages["unclipped"].ranker
-        unbounded = np.full(unclipped.n_features, np.inf, np.float32)
-        unclipped.low, unclipped.high = tf.constant(-unbounded), tf.constant(unbounded)
+    ranker = packages["package"].ranker
+    if ranker is not None:
+        packages["unclipped"].ranker = ranker.unclipped()
     packages["without_ranker"].ranker = None
     rows = []
     all_days = validated_days(sim)
     for day in sorted(days):
-        serve = window_home(sim, training_window(all_days, day, feature_days), sim.home / "serving")
-        store = prepare_feature_store(serve, newest_days=SERVING_FEATURE_DAYS)
+        serve, store = serving_store(sim, day, feature_days)
         events = read_events(
             sim.validated_dir, [d for d in all_days if day - timedelta(history_days) <= d <= day]
         )
@@ -119,12 +112,12 @@ def run_champion_age(
         "source": sim.data.source,
         "trained_on": trained_on.isoformat(),
         "window": [window[0].isoformat(), window[-1].isoformat()],
-        "ranker_serving": ranker,
+        "ranker_serving": ranker is not None,
         "k": k,
         "days": rows,
         "mean": {
-            f"ndcg@{k}": {name: _mean([r[f"ndcg@{k}"][name] for r in rows]) for name in VARIANTS},
-            f"recall@{k}": {name: _mean([r[f"recall@{k}"][name] for r in rows]) for name in VARIANTS},
+            f"ndcg@{k}": {name: mean_or_none([r[f"ndcg@{k}"][name] for r in rows]) for name in VARIANTS},
+            f"recall@{k}": {name: mean_or_none([r[f"recall@{k}"][name] for r in rows]) for name in VARIANTS},
         },
         "seconds": round(time.perf_counter() - t0, 1),
         "command": command,
@@ -136,11 +129,6 @@ def run_champion_age(
     print(f"mean NDCG@{k}: " + ", ".join(f"{n} {v}" for n, v in result["mean"][f"ndcg@{k}"].items()))
     print(f"wrote {json_out}, {json_out.with_suffix('.md')}, {json_out.with_suffix('.png')}")
     return result
-
-
-def _mean(values: list[float | None]) -> float | None:
-    kept = [v for v in values if v is not None]
-    return round(float(np.mean(kept)), 6) if kept else None
 
 
 def _figure(value: float | None) -> str:
@@ -181,10 +169,9 @@ def markdown(result: dict) -> str:
 
 def write_chart(result: dict, path: Path) -> Path:
     """PNG: NDCG@K of each variant against the package's age."""
-    import matplotlib
+    from recflow.charts import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     k = result["k"]
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -198,7 +185,5 @@ def write_chart(result: dict, path: Path) -> Path:
     ax.set_title(f"{result['source']}: one package served as it ages")
     ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path

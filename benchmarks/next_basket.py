@@ -598,10 +598,9 @@ def markdown_report(result: dict, command: str | None) -> str:
 
 def write_chart(result: dict, path: Path) -> Path:
     """Bars of every metric per model, one panel per protocol."""
-    import matplotlib
+    from recflow.charts import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = (("last basket", result["models"]), ("temporal", result["details"]["temporal"]["models"]))
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
@@ -619,7 +618,5 @@ def write_chart(result: dict, path: Path) -> Path:
     axes[1].legend(fontsize=8)
     fig.suptitle(f"next-basket quality, {result['dataset']}")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path

@@ -386,10 +386,9 @@ def run_refit_study(
 
 def write_chart(result: dict, path: Path) -> Path:
     """A bar chart of HR@10 and NDCG@10 per model (measured and published), coloured by kind."""
-    import matplotlib
+    from recflow.charts import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = sorted(result["models"], key=lambda n: result["models"][n]["hr@10"])
     colours = {"baseline": "#888888", "component": "#9ecae1", "platform": "#1f77b4", "reference": "#d9a441"}
@@ -404,9 +403,7 @@ def write_chart(result: dict, path: Path) -> Path:
     fig.legend(handles, list(colours), loc="lower center", ncol=3, frameon=False)
     fig.suptitle(f"{Path(result['dataset']).name}: leave-one-out full ranking (seed {result['seed']})")
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 

@@ -678,10 +678,9 @@ def update_docs(doc: Path, block: str) -> None:
 
 def plot_curves(results: dict, path: Path) -> None:
     """Throughput per stage and training cost against events; index build and p99 against catalogue."""
-    import matplotlib
+    from recflow.charts import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sizes = results["sizes"]
     events = [r["events"] for r in sizes]
@@ -733,5 +732,4 @@ def plot_curves(results: dict, path: Path) -> None:
         )
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

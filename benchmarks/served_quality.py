@@ -279,10 +279,9 @@ def write_doc_figures(result: dict, doc: Path) -> None:
 
 def write_chart(result: dict, path: Path) -> Path:
     """Served against in-process HR@10 and NDCG@10, side by side."""
-    import matplotlib
+    from recflow.charts import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     metrics = [f"hr@{K}", f"ndcg@{K}"]
@@ -298,6 +297,5 @@ def write_chart(result: dict, path: Path) -> Path:
     ax.set_title(f"{Path(result['dataset']).name}: {result['users']} users, last item held back")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path

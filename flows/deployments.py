@@ -4,12 +4,13 @@ Four deployments, served by one `prefect.serve` process (`recflow up`):
 
 * `daily-ingest-validate-drift` (cron, daily): lands and validates new batches, checks the newest one
   for drift against the champion's training window, logs to the Evidently workspace and, on drift,
-  emits the Prefect event `recflow.drift.detected`;
+  emits the Prefect event `recflow.drift.detected`; without drift, emits `recflow.champion.aged` when
+  the last retrain learned `monitoring.max_champion_age_days` (21) or more days ago;
 * `weekly-retrain` (cron, weekly): retrains and gates the challenger;
 * `daily-experiment-readout` (cron, daily): the readout of the running online experiment
   (`flows/readout.py`), when one runs;
 * `retrain-on-drift`: the same retraining flow, started by a `DeploymentEventTrigger` (an automation)
-  on `recflow.drift.detected`.
+  on `recflow.drift.detected` (reason `drift`) or `recflow.champion.aged` (reason `age`).
 
 Flow parameters are plain strings (profile, home) so that runs started by schedules and automations
 load the same settings as the serving process; the retraining deployments also carry
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from flows.replay import ReplayOptions
 
 DRIFT_EVENT = "recflow.drift.detected"
+AGE_EVENT = "recflow.champion.aged"
 DAILY_CRON = "0 2 * * *"
 WEEKLY_CRON = "0 3 * * 1"
 READOUT_CRON = "30 2 * * *"
@@ -46,19 +48,37 @@ def _settings(profile: str | None, home: str | None, require_online_win: bool = 
     return load_settings(profile, **overrides)  # type: ignore[arg-type]
 
 
+def data_window(settings: Settings, tag: str | None) -> tuple[date, date] | None:
+    """The first and last day a stored model trained on (its metadata's `data_window`), or None."""
+    from serving.package import model_info
+
+    if tag is None:
+        return None
+    window = model_info(settings, tag)[1].get("data_window") or {}
+    if not (window.get("start") and window.get("end")):
+        return None
+    return date.fromisoformat(window["start"][:10]), date.fromisoformat(window["end"][:10])
+
+
 def champion_window(settings: Settings, days: list[date]) -> list[date]:
     """The validated days the serving champion trained on (from its metadata), else all but the newest."""
-    from serving.package import champion_tag, model_info
+    from serving.package import champion_tag
 
-    tag = champion_tag(settings)
-    if tag is not None:
-        window = model_info(settings, tag)[1].get("data_window") or {}
-        if window.get("start") and window.get("end"):
-            start, end = date.fromisoformat(window["start"][:10]), date.fromisoformat(window["end"][:10])
-            chosen = [d for d in days if start <= d <= end]
-            if len(chosen) >= 2:
-                return chosen
+    window = data_window(settings, champion_tag(settings))
+    if window is not None:
+        chosen = [d for d in days if window[0] <= d <= window[1]]
+        if len(chosen) >= 2:
+            return chosen
     return days[:-1]
+
+
+def days_since_training(settings: Settings, day: date) -> int | None:
+    """Days from the newest stored model's last training day to `day`: how long since the last retrain,
+    promoted or not (None: no model with a data window in the store)."""
+    from serving.package import latest_tag
+
+    window = data_window(settings, latest_tag(settings))
+    return None if window is None else (day - window[1]).days
 
 
 # log_prints off: Feast serialises on-demand views with dill, which disassembles their functions with
@@ -67,7 +87,9 @@ def champion_window(settings: Settings, days: list[date]) -> list[date]:
 def daily_monitoring(profile: str | None = None, home: str | None = None, until: str | None = None) -> dict:
     """Land and validate new batches, check the newest for drift, emit the drift event when it alarms.
 
-    The newest day's drift (against the champion's training window) and the champion's quality on it
+    Without an alarm, emits the age event when the newest stored model trained
+    `monitoring.max_champion_age_days` or more days before the newest day (a retrain that lost its gate
+    counts: the clock restarts with each retrain). The newest day's drift (against the champion's training window) and the champion's quality on it
     go to the Evidently workspace. `until` (an ISO day) lands only the days up to it: the live
     replay's clock (`flows.replay`); None lands whatever the source has.
     """
@@ -101,22 +123,28 @@ def daily_monitoring(profile: str | None = None, home: str | None = None, until:
         100 * drift.share,
         ", ".join(drift.drifted_columns) or "none",
     )
+    batch = {"prefect.resource.id": f"recflow.batch.{newest.isoformat()}", "prefect.resource.name": "batch"}
+    age = days_since_training(settings, newest)
+    limit = settings.monitoring.max_champion_age_days
     if drift.detected:
         emit_event(
             event=DRIFT_EVENT,
-            resource={
-                "prefect.resource.id": f"recflow.batch.{newest.isoformat()}",
-                "prefect.resource.name": "batch",
-            },
+            resource=batch,
             payload={
                 "day": newest.isoformat(),
                 "share": drift.share,
                 "drifted_columns": drift.drifted_columns,
             },
         )
+    elif limit and age is not None and age >= limit:
+        get_run_logger().info("%s: the last retrain learned up to %d days ago: retrain (age)", newest, age)
+        emit_event(
+            event=AGE_EVENT, resource=batch, payload={"day": newest.isoformat(), "days_since_training": age}
+        )
     return {
         "validated": len(outcomes),
         "day": newest.isoformat(),
+        "days_since_training": age,
         "drift": drift.to_dict(),
         "quality": quality.to_dict() if quality else None,
     }
@@ -176,6 +204,12 @@ def build_deployments(settings: Settings) -> list:
         match={"prefect.resource.id": "recflow.batch.*"},
         parameters={**retrain_params, "reason": "drift"},
     )
+    on_age = DeploymentEventTrigger(
+        name="retrain when the last retrain is too old",
+        expect={AGE_EVENT},
+        match={"prefect.resource.id": "recflow.batch.*"},
+        parameters={**retrain_params, "reason": "age"},
+    )
     return [
         daily_monitoring.to_deployment(
             name="daily-ingest-validate-drift", cron=DAILY_CRON, parameters=params, tags=["recflow", "daily"]
@@ -188,7 +222,7 @@ def build_deployments(settings: Settings) -> list:
         ),
         retrain.to_deployment(
             name="retrain-on-drift",
-            triggers=[on_drift],
+            triggers=[on_drift, on_age],
             parameters=retrain_params,
             tags=["recflow"],
             # one retraining at a time: alarms while it runs are dropped (it learns those days already)

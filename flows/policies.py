@@ -24,7 +24,9 @@ first champion on the `train_days` days before `start`, then for every day from 
 
 Policies: `drift` retrains on an alarm outside the cool-down (`cooldown` days after its last retrain:
 an alarm persists until a new champion's window has caught up, and one retrain per episode is the
-point); `weekly` every 7 days; `daily` every day; `never` keeps the first champion. `all` runs the four
+point), and when `max_age` days have passed since its last retrain without one (reason `age`: a
+champion goes stale without any feature drifting, see docs/replay.md; the platform's
+`monitoring.max_champion_age_days`, 0 or `--max-age 0` for alarms only); `weekly` every 7 days; `daily` every day; `never` keeps the first champion. `all` runs the four
 side by side over the same validated days and feature store.
 
 **False alarm.** An alarm day D is *judged* when the policy retrained on D; the retrain is what an alarm
@@ -81,11 +83,14 @@ class Policy:
         name: `drift`, `weekly`, `daily` or `never`.
         every: days between scheduled retrains (`weekly`).
         cooldown: days after a retrain during which an alarm does not retrain again (`drift`).
+        max_age: days without a retrain after which `drift` retrains without an alarm (reason `age`);
+            None: alarms only. The platform's `monitoring.max_champion_age_days`.
     """
 
     name: str
     every: int = 7
     cooldown: int = 7
+    max_age: int | None = None
 
     def __post_init__(self) -> None:
         if self.name not in POLICIES:
@@ -107,7 +112,9 @@ class Policy:
         if self.name == "weekly":
             return "weekly" if since >= self.every else None
         if self.name == "drift":
-            return "drift" if alarm and since > self.cooldown else None
+            if alarm and since > self.cooldown:
+                return "drift"
+            return "age" if self.max_age is not None and since >= self.max_age else None
         return None
 
 
@@ -196,6 +203,26 @@ def policy_settings(sim: Settings, name: str) -> Settings:
     return type(sim).model_validate({**sim.model_dump(), "home": sim.home / "policies" / name})
 
 
+def serving_store(sim: Settings, day: date, feature_days: int):
+    """What the platform knows at `day`'s start, the histories and features a champion serves from: the
+    window home of the newest `feature_days` validated days through `day` and its Feast store
+    (`SERVING_FEATURE_DAYS` daily rows).
+
+    Returns:
+        `(serve, store)`: the window's settings and its `FeatureStore`.
+    """
+    from features.store import prepare_feature_store
+
+    serve = window_home(sim, training_window(validated_days(sim), day, feature_days), sim.home / "serving")
+    return serve, prepare_feature_store(serve, newest_days=SERVING_FEATURE_DAYS)
+
+
+def mean_or_none(values: list[float | None]) -> float | None:
+    """The mean of the values that are not None, rounded to 6 places; None when there is none."""
+    kept = [v for v in values if v is not None]
+    return round(sum(kept) / len(kept), 6) if kept else None
+
+
 def replay_days(all_days: list[date], start: date | None, end: date | None, train_days: int) -> list[date]:
     """The days to replay: `start`..`end` (default: from `train_days` after the first day to the last).
 
@@ -230,6 +257,7 @@ def replay_flow(
     feature_days: int = 31,
     history_days: int = 91,
     cooldown: int = 7,
+    max_age: int | None = None,
     dashboards: bool = False,
     progress: Path | None = None,
 ) -> dict:
@@ -243,6 +271,7 @@ def replay_flow(
         feature_days: newest days the serving feature tables are computed from each day.
         history_days: newest days whose purchases are a household's history when it is scored.
         cooldown: days after a retrain during which an alarm does not retrain again (`drift`).
+        max_age: days without a retrain after which `drift` retrains anyway (None: alarms only).
         dashboards: log the first policy's drift and quality per day into the Evidently workspace.
         progress: a JSON file rewritten after every day with the days so far and their summaries (a
             run cut short still leaves its figures).
@@ -250,7 +279,6 @@ def replay_flow(
     Returns:
         `{"source", "start", "end", "train_days", "policies": {name: summary}, "days": [...], "validation"}`.
     """
-    from features.store import prepare_feature_store
     from features.validation import Validator, validate_batches
     from models.data import weighted_interactions
     from monitoring.quality import day_users
@@ -285,7 +313,9 @@ def replay_flow(
         )
         promote(own, tag)
         champion = Champion(tag, first.bundle_path, first_window, load_bundle(first.bundle_path))
-        runs.append(PolicyRun(Policy(name, cooldown=cooldown), own, champion, first_window[-1]))
+        runs.append(
+            PolicyRun(Policy(name, cooldown=cooldown, max_age=max_age), own, champion, first_window[-1])
+        )
     opened = open_project(sim) if dashboards else None
     events = read_events(
         sim.validated_dir, [d for d in validated_days(sim) if d >= days[0] - timedelta(history_days)]
@@ -298,11 +328,7 @@ def replay_flow(
         t1 = time.perf_counter()
         validation_seconds += t1 - t0
         rows_validated += outcome.rows_in
-        # what the platform knows at the day's start: the histories and features the champions serve from
-        serve = window_home(
-            sim, training_window(validated_days(sim), day, feature_days), sim.home / "serving"
-        )
-        store = prepare_feature_store(serve, newest_days=SERVING_FEATURE_DAYS)
+        serve, store = serving_store(sim, day, feature_days)
         t2 = time.perf_counter()
         oldest = pd.Timestamp(day - timedelta(days=history_days), tz="UTC")
         today = read_events(sim.validated_dir, [day])
@@ -342,6 +368,7 @@ def replay_flow(
         "feature_days": feature_days,
         "history_days": history_days,
         "cooldown": cooldown,
+        "max_age": max_age,
         "k": k,
         "train": {"negatives": sim.train.negatives, "max_epochs": sim.train.max_epochs},
         "exclude_purchased": sim.exclude_purchased,
@@ -457,13 +484,9 @@ def replay_day(
 def summarise(records: list[DayRecord], k: int) -> dict:
     """A policy's figures over the replay: mean prequential quality, retrains, alarms, false alarms, time."""
     scored = [r for r in records if r.ndcg is not None]
-
-    def mean(values: list[float]) -> float | None:
-        return round(sum(values) / len(values), 6) if values else None
-
     return {
-        f"mean_recall@{k}": mean([r.recall for r in scored if r.recall is not None]),
-        f"mean_ndcg@{k}": mean([r.ndcg for r in scored if r.ndcg is not None]),
+        f"mean_recall@{k}": mean_or_none([r.recall for r in scored]),
+        f"mean_ndcg@{k}": mean_or_none([r.ndcg for r in scored]),
         "retrains": sum(r.retrained for r in records),
         "promotions": sum(r.promoted for r in records),
         "alarms": sum(r.alarm for r in records),
@@ -526,8 +549,13 @@ def markdown_table(result: dict, command: str | None = None) -> str:
         )
     lines += [
         "",
-        f"Training window {result['train_days']} days, drift cool-down {result['cooldown']} days after a retrain. "
-        "A false alarm is an alarm day whose retrained model does not beat the model that served it on "
+        f"Training window {result['train_days']} days, drift cool-down {result['cooldown']} days after a retrain, "
+        + (
+            f"drift retrains {result['max_age']} days after its last retrain without an alarm (reason age). "
+            if result.get("max_age")
+            else "drift retrains on alarms only. "
+        )
+        + "A false alarm is an alarm day whose retrained model does not beat the model that served it on "
         "the next day's NDCG (see `flows/policies.py`); alarms without a retrain are not judged.",
     ]
     if "train" in result:
@@ -547,10 +575,9 @@ def markdown_table(result: dict, command: str | None = None) -> str:
 
 def write_chart(result: dict, path: Path) -> Path:
     """PNG: NDCG@K per day per policy, alarms (red dots) and retrains (crosses; filled when promoted)."""
-    import matplotlib
+    from recflow.charts import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     k = result["k"]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 7), sharex=True, height_ratios=[3, 1])
@@ -599,9 +626,7 @@ def write_chart(result: dict, path: Path) -> Path:
     bottom.set_title("drift share of each policy's champion; red = alarm", fontsize=9)
     fig.autofmt_xdate()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
@@ -613,6 +638,7 @@ def run_replay(
     end: date | None = None,
     train_days: int = 28,
     cooldown: int = 7,
+    max_age: int | None = None,
     feature_days: int = 31,
     command: str | None = None,
 ) -> dict:
@@ -629,6 +655,7 @@ def run_replay(
         train_days=train_days,
         feature_days=feature_days,
         cooldown=cooldown,
+        max_age=max_age,
         dashboards=len(policies) > 1,
         progress=json_out.with_suffix(".partial.json"),
     )

@@ -251,10 +251,9 @@ def _final_comparison(sim: Settings, store, drift_day: int, last_record: DayReco
 
 def write_outputs(result: dict, json_out: Path, k: int) -> Path:
     """Write the JSON and a PNG chart (drift share and hit rate per day) beside it; return the PNG path."""
-    import matplotlib
+    from recflow.charts import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(result, indent=2))
@@ -291,8 +290,7 @@ def write_outputs(result: dict, json_out: Path, k: int) -> Path:
     fig.suptitle(f"recflow closed loop: drift from day {result['drift_day']} (red), promotions (green)")
     fig.tight_layout()
     png = json_out.with_suffix(".png")
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    save_figure(fig, png)
     return png
 
 

@@ -135,6 +135,14 @@ class CandidateRanker(tfrs.Model):
         self(tf.zeros((1, 1, self.n_features), tf.float32))
         return self
 
+    def unclipped(self) -> CandidateRanker:
+        """A twin with the same weights and standardisation that reads its inputs unclipped (how rankers
+        served before they kept their training range; `recflow bench champion-age` measures the
+        difference)."""
+        twin = CandidateRanker(self.config, self.feature_mean, self.feature_var).build_for()
+        twin.set_weights(self.build_for().get_weights())
+        return twin
+
 
 def fit_ranker(
     feats: np.ndarray,

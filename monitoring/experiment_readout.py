@@ -129,10 +129,9 @@ def readout(
 
 def write_chart(result: dict[str, Any], path) -> None:
     """Conversion and CTR per variant with their confidence intervals, as a PNG."""
-    import matplotlib
+    from recflow.charts import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
     for ax, metric in zip(axes, ("conversion", "ctr"), strict=True):
@@ -146,8 +145,7 @@ def write_chart(result: dict[str, Any], path) -> None:
         ax.set_title(f"{metric} (p = {p:.3g})" if p is not None else metric)
     fig.suptitle(f"experiment {result['experiment']['id']}: winner {result['winner']}")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def catalogue_prices(validated_dir) -> dict[str, float]:

@@ -479,6 +479,14 @@ def replay(
     cooldown: Annotated[
         int, typer.Option(help="days after a retrain during which drift does not retrain again")
     ] = 7,
+    max_age: Annotated[
+        int | None,
+        typer.Option(
+            help="days without a retrain after which drift retrains anyway (default: the setting "
+            "monitoring.max_champion_age_days; 0: on alarms only)",
+            min=0,
+        ),
+    ] = None,
     feature_days: Annotated[
         int,
         typer.Option(
@@ -522,6 +530,7 @@ def replay(
         + ([f"--end {end}"] if end else [])
         + ([f"--train-days {train_days}"] if train_days != 28 else [])
         + ([f"--cooldown {cooldown}"] if cooldown != 7 else [])
+        + ([f"--max-age {max_age}"] if max_age is not None else [])
         + ([f"--feature-days {feature_days}"] if feature_days != 31 else [])
         + ([f"--profile {profile}"] if profile else [])
         + ([f"--home {home}"] if home else [])
@@ -536,6 +545,7 @@ def replay(
             end=days[1],
             train_days=train_days,
             cooldown=cooldown,
+            max_age=(settings.monitoring.max_champion_age_days if max_age is None else max_age) or None,
             feature_days=feature_days,
             command=command,
         )

@@ -257,6 +257,13 @@ class MonitoringSettings(BaseModel):
     reference_days: int = Field(
         2, gt=0, description="newest days of the training window used as the drift reference"
     )
+    max_champion_age_days: int = Field(
+        21,
+        ge=0,
+        description="days without a retrain after which drift-triggered retraining retrains anyway "
+        "(reason `age`): a champion goes stale on a real shop's calendar with no feature drifting "
+        "(docs/replay.md); 21 keeps it under half a weekly cron's retrains; 0 retrains on alarms only",
+    )
     history_users: int = Field(
         1000,
         gt=0,

@@ -9,15 +9,18 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import date
 from pathlib import Path
 
 import pytest
 from prefect.utilities.callables import parameter_schema
 
 from flows.deployments import (
+    AGE_EVENT,
     DRIFT_EVENT,
     _settings,
     build_deployments,
+    days_since_training,
     main,
     prefect_env,
     retrain,
@@ -38,11 +41,30 @@ def test_three_deployments_with_schedules_and_the_drift_trigger(tiny_settings):
     assert deployments["daily-experiment-readout"].schedules[0].schedule.cron == "30 2 * * *"
     assert deployments["daily-ingest-validate-drift"].schedules[0].schedule.cron == "0 2 * * *"
     assert deployments["weekly-retrain"].schedules[0].schedule.cron == "0 3 * * 1"
-    (trigger,) = deployments["retrain-on-drift"].triggers
-    assert trigger.expect == {DRIFT_EVENT}
-    assert trigger.parameters["reason"] == "drift"
-    assert trigger.parameters["home"] == str(tiny_settings.home.resolve())
+    drift, age = deployments["retrain-on-drift"].triggers
+    assert (drift.expect, age.expect) == ({DRIFT_EVENT}, {AGE_EVENT})
+    assert (drift.parameters["reason"], age.parameters["reason"]) == ("drift", "age")
+    assert drift.parameters["home"] == age.parameters["home"] == str(tiny_settings.home.resolve())
     assert not deployments["retrain-on-drift"].schedules
+
+
+def test_days_since_training_counts_from_the_newest_stored_model_promoted_or_not(tiny_settings, tmp_path):
+    from serving.package import promote, save_to_model_store
+
+    day = date(2026, 2, 1)
+    assert days_since_training(tiny_settings, day) is None  # nothing stored yet
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+
+    def stored(end: str) -> str:
+        return save_to_model_store(
+            tiny_settings, bundle, {"data_window": {"start": "2026-01-01", "end": end}}
+        )
+
+    promote(tiny_settings, stored("2026-01-05"))
+    assert days_since_training(tiny_settings, day) == 27
+    stored("2026-01-20")  # a retrain the gate kept out: the clock restarts all the same
+    assert days_since_training(tiny_settings, day) == 12
 
 
 def test_require_online_win_reaches_the_retraining_deployments(tiny_settings):

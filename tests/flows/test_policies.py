@@ -49,6 +49,24 @@ def test_drift_retrains_on_an_alarm_outside_the_cooldown_after_its_last_retrain(
     assert _retrain_days(Policy("drift"), alarms=set()) == []
 
 
+def test_drift_with_a_maximum_age_retrains_after_that_many_days_without_a_retrain():
+    # the first champion learned day -1: age 7 on day 6; the alarm on day 9 is in the cool-down of that
+    # retrain (neither retrains nor resets the clock), the one on day 11 retrains and resets it (day 18)
+    assert _retrain_days(Policy("drift", max_age=7), alarms=set()) == [6, 13, 20]
+    assert _retrain_days(Policy("drift", cooldown=3, max_age=7), alarms={9, 11}) == [6, 11, 18]
+    reasons = [
+        Policy("drift", max_age=7).retrain_reason(DAY0 + timedelta(days=6), a, DAY0 - timedelta(days=1))
+        for a in (False, True)
+    ]
+    assert reasons == ["age", "age"]  # an alarm inside the cool-down on the age day: still `age`
+    assert (
+        Policy("drift", cooldown=3, max_age=7).retrain_reason(
+            DAY0 + timedelta(days=6), True, DAY0 - timedelta(days=1)
+        )
+        == "drift"
+    )
+
+
 def test_an_unknown_policy_is_refused_with_the_known_ones():
     with pytest.raises(ValueError, match="drift, weekly, daily, never"):
         Policy("monthly")

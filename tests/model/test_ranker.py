@@ -73,3 +73,7 @@ def test_a_feature_that_grows_with_time_cannot_leave_the_range_it_was_trained_on
     later = feats.copy()
     later[20:, :, 1] = np.log1p(340.0)  # five months on: beyond anything training saw
     np.testing.assert_allclose(ranker_logits(model, later), ranker_logits(model, feats), rtol=1e-5, atol=1e-5)
+    # its unclipped twin (same weights) agrees inside the range and extrapolates outside it
+    twin = model.unclipped()
+    np.testing.assert_allclose(ranker_logits(twin, feats), ranker_logits(model, feats), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(ranker_logits(twin, later), ranker_logits(model, later), atol=1e-3)
