@@ -143,7 +143,9 @@ def postgres_database():
 
 @pytest.mark.postgres
 @pytest.mark.timeout(600)
-def test_daily_flow_on_a_postgres_backed_server_emits_the_drift_event(tmp_path, postgres_database):
+def test_daily_flow_on_a_postgres_backed_server_emits_the_drift_and_the_age_events(
+    tmp_path, postgres_database
+):
     import psycopg
 
     home = tmp_path / "home"
@@ -188,6 +190,42 @@ def test_daily_flow_on_a_postgres_backed_server_emits_the_drift_event(tmp_path, 
             while time.monotonic() < deadline and not events:
                 events = conn.execute(
                     "SELECT resource_id FROM events WHERE event = %s", (DRIFT_EVENT,)
+                ).fetchall()
+                time.sleep(2)
+            assert events == [("recflow.batch.2026-01-07",)]
+
+        # a world without drift whose last retrain learned up to 2025-12-01: the age event instead
+        from serving.package import save_to_model_store
+
+        quiet_home = tmp_path / "quiet"
+        bundle = tmp_path / "bundle"
+        bundle.mkdir()
+        save_to_model_store(
+            load_settings("tiny", home=quiet_home),
+            bundle,
+            {"data_window": {"start": "2025-11-04", "end": "2025-12-01"}},
+        )
+        code = (
+            "import json; from flows.deployments import daily_monitoring; "
+            f"r = daily_monitoring(profile='tiny', home={str(quiet_home)!r}); "
+            "print(json.dumps([r['drift']['detected'], r['days_since_training']]))"
+        )
+        quiet_env = {name: value for name, value in env.items() if name != "RECFLOW_DATA__DRIFT_DAY"}
+        run = subprocess.run(
+            [sys.executable, "-c", code],
+            env=quiet_env,
+            capture_output=True,
+            text=True,
+            timeout=420,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert json.loads(run.stdout.strip().splitlines()[-1]) == [False, 37]
+        with psycopg.connect(db) as conn:
+            deadline, events = time.monotonic() + 60, []
+            while time.monotonic() < deadline and not events:
+                events = conn.execute(
+                    "SELECT resource_id FROM events WHERE event = %s", (AGE_EVENT,)
                 ).fetchall()
                 time.sleep(2)
             assert events == [("recflow.batch.2026-01-07",)]
