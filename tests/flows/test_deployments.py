@@ -81,8 +81,9 @@ def test_require_online_win_reaches_the_retraining_deployments(tiny_settings):
         assert deployments[name].parameters["require_online_win"] is True
     # the API checks deployment parameters against the flow's signature (enforce_parameter_schema)
     assert "require_online_win" in parameter_schema(retrain).properties
-    (trigger,) = deployments["retrain-on-drift"].triggers
-    assert trigger.parameters["require_online_win"] is True and trigger.parameters["reason"] == "drift"
+    triggers = deployments["retrain-on-drift"].triggers
+    assert [t.parameters["reason"] for t in triggers] == ["drift", "age"]
+    assert all(t.parameters["require_online_win"] is True for t in triggers)
     assert "require_online_win" not in deployments["daily-ingest-validate-drift"].parameters
     # the retrain flow's settings, as a run of those deployments loads them
     home = str(settings.home)
