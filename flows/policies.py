@@ -26,7 +26,8 @@ Policies: `drift` retrains on an alarm outside the cool-down (`cooldown` days af
 an alarm persists until a new champion's window has caught up, and one retrain per episode is the
 point), and when `max_age` days have passed since its last retrain without one (reason `age`: a
 champion goes stale without any feature drifting, see docs/replay.md; the platform's
-`monitoring.max_champion_age_days`, 0 or `--max-age 0` for alarms only); `weekly` every 7 days; `daily` every day; `never` keeps the first champion. `all` runs the four
+`monitoring.max_champion_age_days`, 0 or `--max-age 0` for alarms only); `weekly` every 7 days;
+`daily` every day; `never` keeps the first champion. `all` runs the four
 side by side over the same validated days and feature store.
 
 **False alarm.** An alarm day D is *judged* when the policy retrained on D; the retrain is what an alarm
@@ -84,7 +85,7 @@ class Policy:
         every: days between scheduled retrains (`weekly`).
         cooldown: days after a retrain during which an alarm does not retrain again (`drift`).
         max_age: days without a retrain after which `drift` retrains without an alarm (reason `age`);
-            None: alarms only. The platform's `monitoring.max_champion_age_days`.
+            None or 0: alarms only. The platform's `monitoring.max_champion_age_days`.
     """
 
     name: str
@@ -114,7 +115,7 @@ class Policy:
         if self.name == "drift":
             if alarm and since > self.cooldown:
                 return "drift"
-            return "age" if self.max_age is not None and since >= self.max_age else None
+            return "age" if self.max_age and since >= self.max_age else None
         return None
 
 

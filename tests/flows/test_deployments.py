@@ -123,6 +123,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _events(conn, event: str, wait: float = 60.0) -> list:
+    """The resource ids of the server's `event`s, once the first has been written (at most `wait` s)."""
+    deadline, events = time.monotonic() + wait, []
+    while time.monotonic() < deadline and not events:
+        events = conn.execute("SELECT resource_id FROM events WHERE event = %s", (event,)).fetchall()
+        time.sleep(2)
+    return events
+
+
 @pytest.fixture
 def postgres_database():
     """A throwaway PostgreSQL database on 127.0.0.1:5432, dropped afterwards."""
@@ -187,13 +196,7 @@ def test_daily_flow_on_a_postgres_backed_server_emits_the_drift_and_the_age_even
                 "SELECT f.name, r.state_type FROM flow_run r JOIN flow f ON f.id = r.flow_id"
             ).fetchall()
             assert ("recflow-daily-monitoring", "COMPLETED") in runs
-            deadline, events = time.monotonic() + 60, []
-            while time.monotonic() < deadline and not events:
-                events = conn.execute(
-                    "SELECT resource_id FROM events WHERE event = %s", (DRIFT_EVENT,)
-                ).fetchall()
-                time.sleep(2)
-            assert events == [("recflow.batch.2026-01-07",)]
+            assert _events(conn, DRIFT_EVENT) == [("recflow.batch.2026-01-07",)]
 
         # a world without drift whose last retrain learned up to 2025-12-01: the age event instead
         from serving.package import save_to_model_store
@@ -223,13 +226,7 @@ def test_daily_flow_on_a_postgres_backed_server_emits_the_drift_and_the_age_even
         assert run.returncode == 0, run.stderr[-3000:]
         assert json.loads(run.stdout.strip().splitlines()[-1]) == [False, 37]
         with psycopg.connect(db) as conn:
-            deadline, events = time.monotonic() + 60, []
-            while time.monotonic() < deadline and not events:
-                events = conn.execute(
-                    "SELECT resource_id FROM events WHERE event = %s", (AGE_EVENT,)
-                ).fetchall()
-                time.sleep(2)
-            assert events == [("recflow.batch.2026-01-07",)]
+            assert _events(conn, AGE_EVENT) == [("recflow.batch.2026-01-07",)]
     finally:
         server.terminate()
         server.wait(timeout=60)

@@ -53,6 +53,7 @@ def test_drift_with_a_maximum_age_retrains_after_that_many_days_without_a_retrai
     # the first champion learned day -1: age 7 on day 6; the alarm on day 9 is in the cool-down of that
     # retrain (neither retrains nor resets the clock), the one on day 11 retrains and resets it (day 18)
     assert _retrain_days(Policy("drift", max_age=7), alarms=set()) == [6, 13, 20]
+    assert _retrain_days(Policy("drift", max_age=0), alarms=set()) == []  # 0: alarms only
     assert _retrain_days(Policy("drift", cooldown=3, max_age=7), alarms={9, 11}) == [6, 11, 18]
     reasons = [
         Policy("drift", max_age=7).retrain_reason(DAY0 + timedelta(days=6), a, DAY0 - timedelta(days=1))
