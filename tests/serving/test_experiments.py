@@ -237,10 +237,14 @@ def test_an_online_win_is_required_before_promotion(private_settings, served):
     assert "not promoted" in start_online_trial(private_settings, challenger, served.tag)  # one at a time
 
     def log(n_users: int, rates: dict[str, float]) -> None:
+        # a user converts by its rank within its variant (the split's salt is random): each variant's
+        # conversion rate is its rate in `rates`, whichever users the split sends where
         rows: dict[str, list] = {"assignments": [], "impressions": [], "outcomes": []}
+        rank = {"champion": 0, "challenger": 0}
         for u in range(n_users):
             user, request = f"user-{u:05d}", f"req-{u:05d}-{n_users}"
             variant = experiment.variant(user)
+            rank[variant] += 1
             rows["assignments"].append(
                 {"experiment_id": experiment.id, "user_id": user, "variant": variant, "assigned_at": "t"}
             )
@@ -257,7 +261,7 @@ def test_an_online_win_is_required_before_promotion(private_settings, served):
                     "latency_ms": 5.0,
                 }
             )
-            if (u * 7919 % 100) < 100 * rates[variant]:
+            if (rank[variant] * 7919 % 100) < 100 * rates[variant]:
                 rows["outcomes"].append(
                     {
                         "request_id": request,
