@@ -89,12 +89,13 @@ def daily_monitoring(profile: str | None = None, home: str | None = None, until:
 
     Without an alarm, emits the age event when the newest stored model trained
     `monitoring.max_champion_age_days` or more days before the newest day (a retrain that lost its gate
-    counts: the clock restarts with each retrain). The newest day's drift (against the champion's training window) and the champion's quality on it
-    go to the Evidently workspace. `until` (an ISO day) lands only the days up to it: the live
+    counts: the clock restarts with each retrain). The newest day's drift (against the champion's
+    training window) and the champion's quality on it go to the Evidently workspace. `until` (an ISO day) lands only the days up to it: the live
     replay's clock (`flows.replay`); None lands whatever the source has.
     """
     from features.store import materialize, prepare_feature_store
     from flows.pipeline import land, validate
+    from flows.policies import age_due
     from monitoring.drift import detect_drift
     from monitoring.frames import frames_for_days
     from monitoring.workspace import log_batch
@@ -125,7 +126,6 @@ def daily_monitoring(profile: str | None = None, home: str | None = None, until:
     )
     batch = {"prefect.resource.id": f"recflow.batch.{newest.isoformat()}", "prefect.resource.name": "batch"}
     age = days_since_training(settings, newest)
-    limit = settings.monitoring.max_champion_age_days
     if drift.detected:
         emit_event(
             event=DRIFT_EVENT,
@@ -136,7 +136,7 @@ def daily_monitoring(profile: str | None = None, home: str | None = None, until:
                 "drifted_columns": drift.drifted_columns,
             },
         )
-    elif limit and age is not None and age >= limit:
+    elif age_due(age, settings.monitoring.max_champion_age_days):
         get_run_logger().info("%s: the last retrain learned up to %d days ago: retrain (age)", newest, age)
         emit_event(
             event=AGE_EVENT, resource=batch, payload={"day": newest.isoformat(), "days_since_training": age}

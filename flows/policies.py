@@ -115,8 +115,14 @@ class Policy:
         if self.name == "drift":
             if alarm and since > self.cooldown:
                 return "drift"
-            return "age" if self.max_age and since >= self.max_age else None
+            return "age" if age_due(since, self.max_age) else None
         return None
+
+
+def age_due(since: int | None, max_age: int | None) -> bool:
+    """Whether `since` days without a retrain call for one at a maximum age of `max_age` days (None or 0:
+    no maximum): the `age` rule of the replay's `drift` policy and of the served daily flow alike."""
+    return bool(max_age) and since is not None and since >= max_age
 
 
 @dataclass
