@@ -32,7 +32,7 @@ from flows.loop import (
     training_window,
     validated_days,
 )
-from flows.policies import mean_or_none, replay_settings, serving_store
+from flows.policies import REPLAY_HOLDOUT_DAYS, check_holdout, mean_or_none, replay_settings, serving_store
 from recflow.settings import Settings
 
 VARIANTS: tuple[str, ...] = ("package", "unclipped", "without_ranker")
@@ -47,13 +47,14 @@ def run_champion_age(
     train_days: int = 28,
     feature_days: int = 31,
     history_days: int = 91,
+    holdout_days: int = REPLAY_HOLDOUT_DAYS,
     command: str | None = None,
 ) -> dict:
     """Train on the window ending `trained_on`, score the package's variants on `days`; write the outputs.
 
     Raises:
-        ValueError: a day that is not after `trained_on` (the package learned it), or a day or training
-            window outside the source.
+        ValueError: a day that is not after `trained_on` (the package learned it), a day or training
+            window outside the source, or `holdout_days` that leaves nothing of the window to learn.
     """
     from features.validation import Validator, validate_batches
     from models.data import weighted_interactions
@@ -66,7 +67,8 @@ def run_champion_age(
             f"--days {', '.join(map(str, learned))} are not after --trained-on {trained_on}: the package "
             "learned them"
         )
-    sim = replay_settings(settings)
+    check_holdout(holdout_days, train_days)
+    sim = replay_settings(settings, holdout_days)
     sim = type(sim).model_validate({**sim.model_dump(), "home": settings.home / AGE_DIR})
     k = sim.train.k
     t0 = time.perf_counter()
@@ -85,7 +87,9 @@ def run_champion_age(
             f"No validated day in the {train_days} days ending {trained_on}: nothing to train on"
         )
     print(f"training on {window[0]}..{window[-1]}", flush=True)
-    trained = train_on_window.fn(sim, window, trained_on.isoformat(), home=sim.home)
+    trained = train_on_window.fn(
+        sim, window, trained_on.isoformat(), home=sim.home, holdout_days=sim.data.holdout_days
+    )
     packages = {name: load_bundle(trained.bundle_path) for name in VARIANTS}
     ranker = packages["package"].ranker
     if ranker is not None:

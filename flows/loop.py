@@ -76,19 +76,26 @@ def validate_day_outcome(settings: Settings, validator, batch):
 
 
 @task(name="train challenger", cache_policy=NO_CACHE)
-def train_on_window(settings: Settings, window: list[date], name: str, home: Path | None = None):
-    """Train on `window` (its last day is the training run's own holdout) in a home of its own.
+def train_on_window(
+    settings: Settings, window: list[date], name: str, home: Path | None = None, holdout_days: int = 1
+):
+    """Train on `window` (its newest `holdout_days` days are the training run's own holdout) in a home of
+    its own.
 
     Args:
         settings: the loop's settings (its validated store holds every day of `window`).
         window: the days to learn, oldest first.
         name: the training home's name under `<home>/training` (replaced if it exists).
         home: where that folder goes instead of `settings.home` (a policy of `recflow replay`).
+        holdout_days: the newest days of `window` the validation package never learns: its choices
+            (epochs, half-life, whether the ranker ships) are made on them and the gate compares on them.
     """
     from features.store import prepare_feature_store
     from models.train import train_models
 
-    train = window_home(settings, window, (home or settings.home) / "training" / name, holdout_days=1)
+    train = window_home(
+        settings, window, (home or settings.home) / "training" / name, holdout_days=holdout_days
+    )
     store = prepare_feature_store(train)
     return train_models(train, store, verbose=0)
 
@@ -177,6 +184,7 @@ def retrain_and_gate(
     name: str,
     model_settings: Settings | None = None,
     metadata: dict | None = None,
+    holdout_days: int = 1,
 ) -> GateOutcome:
     """Train a challenger on `window`, gate it against `champion`, store it, promote it if it wins.
 
@@ -190,12 +198,13 @@ def retrain_and_gate(
         model_settings: whose model store and champion pointer (`settings.bentoml_home`) take the
             challenger, and whose home its training goes under (default `settings`).
         metadata: recorded with the challenger in the model store, beside the gate's decision.
+        holdout_days: the newest days of `window` held out for the validation package and the gate.
     """
     from monitoring.gate import compare_packages
     from serving.package import promote, save_to_model_store
 
     owner = model_settings or settings
-    trained = train_on_window(settings, window, name, home=owner.home)
+    trained = train_on_window(settings, window, name, home=owner.home, holdout_days=holdout_days)
     decision = compare_packages(settings, store, champion.bundle, load_bundle(trained.validation_path))
     tag = save_to_model_store(owner, trained.bundle_path, {**(metadata or {}), "gate": decision.to_dict()})
     challenger = Champion(tag, trained.bundle_path, list(window), load_bundle(trained.bundle_path))

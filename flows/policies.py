@@ -17,10 +17,11 @@ first champion on the `train_days` days before `start`, then for every day from 
    Recall@10 (hits / basket size) and NDCG@10 (ideal over the whole basket), as the next-basket
    benchmark measures them (`models.evaluate.basket_metrics`);
 4. checks the day's drift against each champion's training window (Evidently, calibrated thresholds);
-5. retrains as the policy says (`Policy.retrain_reason`) on the `train_days` days up to today (today
-   held out for the challenger's validation package), gates the challenger against the champion on
-   today (`monitoring.gate.compare_packages`), stores it and promotes it if it wins: from tomorrow
-   on it is the champion that gets scored.
+5. retrains as the policy says (`Policy.retrain_reason`) on the `train_days` days up to today (the
+   newest `holdout_days`, a week by default, held out for the challenger's validation package), gates
+   the challenger against the champion on the held-out days the champion never learned
+   (`monitoring.gate.compare_packages`, with the features as of the first of them), stores it and
+   promotes it if it wins: from tomorrow on it is the champion that gets scored.
 
 Policies: `drift` retrains on an alarm outside the cool-down (`cooldown` days after its last retrain:
 an alarm persists until a new champion's window has caught up, and one retrain per episode is the
@@ -184,10 +185,17 @@ SERVING_FEATURE_DAYS = 2
 """Daily feature rows the replay's serving store keeps: it is only asked as of the newest day's start."""
 REPLAY_NEGATIVES = 2048
 REPLAY_MAX_EPOCHS = 8
+REPLAY_HOLDOUT_DAYS = 7
 
 
-def replay_settings(settings: Settings) -> Settings:
-    """The replay's world: home `<home>/policy-replay`, one held-out day per training (as simulate).
+def replay_settings(settings: Settings, holdout_days: int = REPLAY_HOLDOUT_DAYS) -> Settings:
+    """The replay's world: home `<home>/policy-replay`, `holdout_days` held-out days per training.
+
+    A training holds out its window's newest `holdout_days` days: its validation package's choices
+    (two-tower epochs, buy-again half-life, whether the ranker ships) are made on them and the gate
+    compares on them. On a shop's calendar one day is one weekday, holiday or promotion day and a few
+    hundred households: a week (the default) holds every weekday and about four times the households,
+    so neither the ranker's ship test nor the gate is hostage to one day (docs/replay.md).
 
     A retrain's cost is bounded: the two-tower trains with a sampled softmax of `REPLAY_NEGATIVES`
     negatives when `train.negatives` is 0 (the grocery year's catalogue holds 92k products) and for at
@@ -195,7 +203,7 @@ def replay_settings(settings: Settings) -> Settings:
     """
     base = settings.model_dump()
     base["home"] = settings.home / REPLAY_DIR
-    base["data"] = {**base["data"], "holdout_days": 1}
+    base["data"] = {**base["data"], "holdout_days": holdout_days}
     train = base["train"]
     base["train"] = {
         **train,
@@ -210,18 +218,39 @@ def policy_settings(sim: Settings, name: str) -> Settings:
     return type(sim).model_validate({**sim.model_dump(), "home": sim.home / "policies" / name})
 
 
-def serving_store(sim: Settings, day: date, feature_days: int):
+def serving_store(sim: Settings, day: date, feature_days: int, folder: str = "serving"):
     """What the platform knows at `day`'s start, the histories and features a champion serves from: the
     window home of the newest `feature_days` validated days through `day` and its Feast store
-    (`SERVING_FEATURE_DAYS` daily rows).
+    (`SERVING_FEATURE_DAYS` daily rows), in `<sim.home>/<folder>` (replaced).
 
     Returns:
         `(serve, store)`: the window's settings and its `FeatureStore`.
     """
     from features.store import prepare_feature_store
 
-    serve = window_home(sim, training_window(validated_days(sim), day, feature_days), sim.home / "serving")
+    serve = window_home(sim, training_window(validated_days(sim), day, feature_days), sim.home / folder)
     return serve, prepare_feature_store(serve, newest_days=SERVING_FEATURE_DAYS)
+
+
+def check_holdout(holdout_days: int, train_days: int) -> None:
+    """Raise ValueError unless `holdout_days` leaves days of a `train_days` window to learn."""
+    if not 0 < holdout_days < train_days:
+        raise ValueError(
+            f"--holdout-days {holdout_days} must be at least 1 and fewer than --train-days {train_days} "
+            "(a training learns the days before its held-out ones)"
+        )
+
+
+def gate_day(window: list[date], holdout_days: int, champion_window: list[date]) -> date | None:
+    """The first day the gate compares on: the first of `window`'s newest `holdout_days` days that the
+    champion did not learn (`monitoring.gate.fair_days`), None when it learned them all.
+
+    The gate scores every returning household once, as of that day's start, on what it bought from
+    then to the window's end: its features must be that day's, not the retraining day's.
+    """
+    held = window[-holdout_days:]
+    learned = champion_window[-1] if champion_window else None
+    return next((d for d in held if learned is None or d > learned), None)
 
 
 def mean_or_none(values: list[float | None]) -> float | None:
@@ -265,6 +294,7 @@ def replay_flow(
     history_days: int = 91,
     cooldown: int = 7,
     max_age: int | None = None,
+    holdout_days: int = REPLAY_HOLDOUT_DAYS,
     dashboards: bool = False,
     progress: Path | None = None,
 ) -> dict:
@@ -279,6 +309,8 @@ def replay_flow(
         history_days: newest days whose purchases are a household's history when it is scored.
         cooldown: days after a retrain during which an alarm does not retrain again (`drift`).
         max_age: days without a retrain after which `drift` retrains anyway (None: alarms only).
+        holdout_days: the newest days of a training window held out for its validation package and
+            the gate (`replay_settings`); fewer than `train_days`.
         dashboards: log the first policy's drift and quality per day into the Evidently workspace.
         progress: a JSON file rewritten after every day with the days so far and their summaries (a
             run cut short still leaves its figures).
@@ -293,7 +325,8 @@ def replay_flow(
     from recflow.data.batches import read_events
     from serving.package import promote, save_to_model_store
 
-    sim = replay_settings(settings)
+    check_holdout(holdout_days, train_days)
+    sim = replay_settings(settings, holdout_days)
     k = sim.train.k
     if sim.home.exists():
         shutil.rmtree(sim.home)
@@ -308,7 +341,7 @@ def replay_flow(
     )
     first_window = training_window(validated_days(sim), days[0] - timedelta(days=1), train_days)
     t = time.perf_counter()
-    first = train_on_window(sim, first_window, "initial")
+    first = train_on_window(sim, first_window, "initial", holdout_days=holdout_days)
     print(
         f"first champion trained on {first_window[0]}..{first_window[-1]} in {time.perf_counter() - t:.0f} s"
     )
@@ -349,7 +382,17 @@ def replay_flow(
         for run in runs:
             t4 = time.perf_counter()
             record, quality, drift = replay_day(
-                run, sim, serve, store, day, events, inter, train_days, held=held, quiet=today.empty
+                run,
+                sim,
+                serve,
+                store,
+                day,
+                events,
+                inter,
+                train_days,
+                held=held,
+                quiet=today.empty,
+                feature_days=feature_days,
             )
             record.seconds = round(whole / len(runs) + time.perf_counter() - t4, 2)
             record.shared_seconds = round(whole, 2)
@@ -376,6 +419,7 @@ def replay_flow(
         "history_days": history_days,
         "cooldown": cooldown,
         "max_age": max_age,
+        "holdout_days": holdout_days,
         "k": k,
         "train": {"negatives": sim.train.negatives, "max_epochs": sim.train.max_epochs},
         "exclude_purchased": sim.exclude_purchased,
@@ -401,6 +445,7 @@ def replay_day(
     train_days: int,
     held=None,
     quiet: bool = False,
+    feature_days: int = 31,
 ):
     """One policy's day: score its champion before learning, check drift, retrain, gate, promote.
 
@@ -416,6 +461,7 @@ def replay_day(
         quiet: the day has no validated event (the shop was closed: 2017-12-25 in the grocery year):
             nothing to score or to check for drift, and a retrain the policy asks for waits for the
             next day with baskets (its held-out day would have no targets).
+        feature_days: newest days the feature tables are computed from (the gate's store, below).
 
     Returns:
         `(record, quality, drift)`: the day's record, the champion's `QualityResult` and `DriftResult`.
@@ -463,14 +509,19 @@ def replay_day(
     if reason is not None:
         window = training_window(validated_days(sim), day, train_days)
         previous = run.champion
+        gate_store = store
+        first = gate_day(window, sim.data.holdout_days, previous.window)
+        if first is not None and first < day:  # the gate scores as of its first day: no later feature
+            gate_store = serving_store(sim, first, feature_days, folder="gate")[1]
         outcome = retrain_and_gate(
             sim,
-            store,
+            gate_store,
             previous,
             window,
             day.isoformat(),
             model_settings=run.settings,
             metadata={"replay": {"policy": run.policy.name, "reason": reason}},
+            holdout_days=sim.data.holdout_days,
         )
         decision = outcome.decision
         record.retrained, record.retrain_reason, record.gate_reason = True, reason, decision.reason
@@ -647,6 +698,7 @@ def run_replay(
     cooldown: int = 7,
     max_age: int | None = None,
     feature_days: int = 31,
+    holdout_days: int = REPLAY_HOLDOUT_DAYS,
     command: str | None = None,
 ) -> dict:
     """Run the replay flow for `policy` (`policy_names`), write the JSON (with several policies also a
@@ -663,6 +715,7 @@ def run_replay(
         feature_days=feature_days,
         cooldown=cooldown,
         max_age=max_age,
+        holdout_days=holdout_days,
         dashboards=len(policies) > 1,
         progress=json_out.with_suffix(".partial.json"),
     )

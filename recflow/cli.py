@@ -28,6 +28,14 @@ DataOpt = Annotated[
     str | None,
     typer.Option("--data", help="'synthetic', 'amazon:PATH', 'completejourney' or 'completejourney:DIR'"),
 ]
+HoldoutDaysOpt = Annotated[
+    int,
+    typer.Option(
+        help="newest days of a training window held out for its validation package's choices and the "
+        "gate (a week: every weekday, about four times one day's households)",
+        min=1,
+    ),
+]
 RequireOnlineWinOpt = Annotated[
     bool,
     typer.Option(
@@ -493,6 +501,7 @@ def replay(
             help="newest days the serving feature tables are computed from each day (30-day windows)"
         ),
     ] = 31,
+    holdout_days: HoldoutDaysOpt = 7,
     profile: ProfileOpt = None,
     home: HomeOpt = None,
     data: DataOpt = None,
@@ -514,6 +523,12 @@ def replay(
         policy_names(policy)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--policy") from None
+    from flows.policies import check_holdout
+
+    try:
+        check_holdout(holdout_days, train_days)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--holdout-days") from None
     days = []
     for name, value in (("--start", start), ("--end", end)):
         try:
@@ -532,6 +547,7 @@ def replay(
         + ([f"--cooldown {cooldown}"] if cooldown != 7 else [])
         + ([f"--max-age {max_age}"] if max_age is not None else [])
         + ([f"--feature-days {feature_days}"] if feature_days != 31 else [])
+        + ([f"--holdout-days {holdout_days}"] if holdout_days != 7 else [])
         + ([f"--profile {profile}"] if profile else [])
         + ([f"--home {home}"] if home else [])
         + [f"--json {json_out}"]
@@ -547,6 +563,7 @@ def replay(
             cooldown=cooldown,
             max_age=(settings.monitoring.max_champion_age_days if max_age is None else max_age) or None,
             feature_days=feature_days,
+            holdout_days=holdout_days,
             command=command,
         )
 
@@ -607,6 +624,7 @@ def bench_champion_age(
     days: Annotated[str, typer.Option(help="the days to serve it on, after --trained-on: YYYY-MM-DD,...")],
     data: DataOpt = None,
     train_days: Annotated[int, typer.Option(help="days the package trains on, ending --trained-on")] = 28,
+    holdout_days: HoldoutDaysOpt = 7,
     profile: ProfileOpt = None,
     home: HomeOpt = None,
 ) -> None:
@@ -626,6 +644,7 @@ def bench_champion_age(
         ["recflow bench champion-age", f"--data {settings.data.source}", f"--trained-on {trained_on}"]
         + [f"--days {days}"]
         + ([f"--train-days {train_days}"] if train_days != 28 else [])
+        + ([f"--holdout-days {holdout_days}"] if holdout_days != 7 else [])
         + ([f"--profile {profile}"] if profile else [])
         + ([f"--home {home}"] if home else [])
         + [f"--json {json_out}"]
@@ -633,7 +652,13 @@ def bench_champion_age(
     try:
         with without_banners():
             run_champion_age(
-                settings, parsed[0], parsed[1:], json_out, train_days=train_days, command=command
+                settings,
+                parsed[0],
+                parsed[1:],
+                json_out,
+                train_days=train_days,
+                holdout_days=holdout_days,
+                command=command,
             )
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None

@@ -23,6 +23,7 @@ def test_champion_age_serves_one_package_on_later_days(tmp_path):
     out = tmp_path / "age.json"
     args = ["bench", "champion-age", "--data", f"completejourney:{folder}", "--profile", "tiny"]
     args += ["--home", str(tmp_path / "home"), "--json", str(out), "--train-days", "7"]
+    args += ["--holdout-days", "2"]
     args += ["--trained-on", trained_on.isoformat(), "--days", ",".join(d.isoformat() for d in days)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

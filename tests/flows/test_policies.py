@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from flows.policies import (
     DayRecord,
     Policy,
+    gate_day,
     markdown_table,
     policy_settings,
     replay_days,
@@ -86,10 +87,34 @@ def test_replay_days_leave_room_for_the_first_training_window():
 def test_the_replay_and_each_policy_live_in_homes_of_their_own(tiny_settings):
     sim = replay_settings(tiny_settings)
     assert sim.home == tiny_settings.home / "policy-replay"
-    assert sim.data.holdout_days == 1  # a challenger holds out its retraining day only
+    assert sim.data.holdout_days == 7  # a challenger holds out the week up to its retraining day
+    assert replay_settings(tiny_settings, holdout_days=1).data.holdout_days == 1
     own = policy_settings(sim, "weekly")
     assert own.bentoml_home == sim.home / "policies" / "weekly" / "bentoml"
     assert tiny_settings.data.holdout_days == 2  # the caller's settings are untouched
+
+
+def test_the_gate_compares_from_the_first_held_out_day_the_champion_did_not_learn():
+    window = [DAY0 + timedelta(days=i) for i in range(28)]
+    old = [DAY0 - timedelta(days=i) for i in range(28, 0, -1)]
+    assert gate_day(window, 7, old) == window[21]  # the whole held-out week
+    assert gate_day(window, 7, window[:25]) == window[25]  # the champion learned part of it
+    assert gate_day(window, 1, old) == window[-1]
+    assert gate_day(window, 7, window) is None  # nothing fair to compare on
+    closed = window[:24] + window[25:]  # a day without a batch is not a validated day
+    assert gate_day(closed, 7, old) == window[20]
+
+
+def test_a_holdout_that_leaves_nothing_to_learn_is_refused(tmp_path):
+    from recflow.cli import app
+
+    args = ["replay", "--data", "completejourney", "--policy", "weekly", "--train-days", "7"]
+    args += ["--holdout-days", "7", "--home", str(tmp_path), "--json", str(tmp_path / "out.json")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    said = " ".join(result.output.replace("│", " ").split())  # the error box, unwrapped
+    assert "--holdout-days 7 must be at least 1 and fewer than --train-days 7" in said
+    assert not (tmp_path / "out.json").exists()
 
 
 def _record(day: int, ndcg, alarm: bool = False, **kw) -> DayRecord:
@@ -150,11 +175,21 @@ def test_replay_command_writes_the_policies_and_scores_before_learning(tmp_path)
     start, end = first + timedelta(days=10), first + timedelta(days=11)
     home, out = tmp_path / "home", tmp_path / "replay.json"
     args = ["replay", "--data", f"completejourney:{folder}", "--policy", "drift,daily,never"]
-    args += ["--start", start.isoformat(), "--end", end.isoformat(), "--train-days", "7"]
+    args += [
+        "--start",
+        start.isoformat(),
+        "--end",
+        end.isoformat(),
+        "--train-days",
+        "7",
+        "--holdout-days",
+        "2",
+    ]
     result = CliRunner().invoke(app, [*args, "--profile", "tiny", "--home", str(home), "--json", str(out)])
     assert result.exit_code == 0, result.output
     written = json.loads(out.read_text())
     assert written["exclude_purchased"] in (True, False) and written["validation"]["rows"] > 0
+    assert written["holdout_days"] == 2
     assert out.with_suffix(".md").exists() and out.with_suffix(".png").exists()  # several policies
     sim = replay_settings(load_settings("tiny", home=home))
     for policy in ("drift", "daily", "never"):
@@ -184,4 +219,12 @@ def test_replay_command_writes_the_policies_and_scores_before_learning(tmp_path)
     never = [d for d in written["days"] if d["policy"] == "never"]
     assert written["policies"]["never"]["retrains"] == 0
     assert written["policies"]["daily"]["retrains"] == 2
+    # the last daily challenger held out two days; its gate compared on the one its champion never saw
+    from serving.package import latest_tag
+
+    daily = policy_settings(sim, "daily")
+    metadata = model_info(daily, latest_tag(daily))[1]
+    assert metadata["validation_window"]["start"][:10] == (end - timedelta(days=1)).isoformat()
+    assert metadata["validation_window"]["end"][:10] == end.isoformat()
+    assert metadata["gate"]["days"] == [end.isoformat(), end.isoformat()]
     assert len({d["serving_model"] for d in never}) == 1
