@@ -87,9 +87,7 @@ def run_champion_age(
             f"No validated day in the {train_days} days ending {trained_on}: nothing to train on"
         )
     print(f"training on {window[0]}..{window[-1]}", flush=True)
-    trained = train_on_window.fn(
-        sim, window, trained_on.isoformat(), home=sim.home, holdout_days=sim.data.holdout_days
-    )
+    trained = train_on_window.fn(sim, window, trained_on.isoformat(), home=sim.home)
     packages = {name: load_bundle(trained.bundle_path) for name in VARIANTS}
     ranker = packages["package"].ranker
     if ranker is not None:

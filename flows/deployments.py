@@ -90,8 +90,9 @@ def daily_monitoring(profile: str | None = None, home: str | None = None, until:
     Without an alarm, emits the age event when the newest stored model trained
     `monitoring.max_champion_age_days` or more days before the newest day (a retrain that lost its gate
     counts: the clock restarts with each retrain). The newest day's drift (against the champion's
-    training window) and the champion's quality on it go to the Evidently workspace. `until` (an ISO day) lands only the days up to it: the live
-    replay's clock (`flows.replay`); None lands whatever the source has.
+    training window) and the champion's quality on it go to the Evidently workspace. `until` (an ISO
+    day) lands only the days up to it: the live replay's clock (`flows.replay`); None lands whatever
+    the source has.
     """
     from features.store import materialize, prepare_feature_store
     from flows.pipeline import land, validate

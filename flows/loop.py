@@ -76,26 +76,21 @@ def validate_day_outcome(settings: Settings, validator, batch):
 
 
 @task(name="train challenger", cache_policy=NO_CACHE)
-def train_on_window(
-    settings: Settings, window: list[date], name: str, home: Path | None = None, holdout_days: int = 1
-):
-    """Train on `window` (its newest `holdout_days` days are the training run's own holdout) in a home of
-    its own.
+def train_on_window(settings: Settings, window: list[date], name: str, home: Path | None = None):
+    """Train on `window` in a home of its own; its newest `settings.data.holdout_days` days are the
+    training run's own holdout, which the validation package never learns: its choices (epochs,
+    half-life, whether the ranker ships) are made on them and the gate compares on them.
 
     Args:
         settings: the loop's settings (its validated store holds every day of `window`).
         window: the days to learn, oldest first.
         name: the training home's name under `<home>/training` (replaced if it exists).
         home: where that folder goes instead of `settings.home` (a policy of `recflow replay`).
-        holdout_days: the newest days of `window` the validation package never learns: its choices
-            (epochs, half-life, whether the ranker ships) are made on them and the gate compares on them.
     """
     from features.store import prepare_feature_store
     from models.train import train_models
 
-    train = window_home(
-        settings, window, (home or settings.home) / "training" / name, holdout_days=holdout_days
-    )
+    train = window_home(settings, window, (home or settings.home) / "training" / name)
     store = prepare_feature_store(train)
     return train_models(train, store, verbose=0)
 
@@ -127,14 +122,12 @@ def check_drift(
 # ---------------------------------------------------------------- helpers
 
 
-def window_home(
-    settings: Settings, days: Sequence[date], home: Path, holdout_days: int | None = None
-) -> Settings:
+def window_home(settings: Settings, days: Sequence[date], home: Path) -> Settings:
     """Settings of a fresh home (`home`, replaced) whose validated store holds only `days`.
 
     Every day is linked to the loop's validated batch, except the first: a folder of its own with the
     day's events linked and its catalogue and users as of that day (`read_snapshot`: a full snapshot is
-    a valid upsert). `holdout_days` sets `data.holdout_days` (the training run's own holdout).
+    a valid upsert).
     """
     from recflow.data.batches import read_snapshot
 
@@ -142,10 +135,7 @@ def window_home(
         raise ValueError(f"Cannot build a home for an empty window under {home}")
     if home.exists():
         shutil.rmtree(home)
-    data = settings.data.model_dump()
-    if holdout_days is not None:
-        data["holdout_days"] = holdout_days
-    out = type(settings).model_validate({**settings.model_dump(), "home": home, "data": data})
+    out = type(settings).model_validate({**settings.model_dump(), "home": home})
     out.validated_dir.mkdir(parents=True)
     first, *rest = sorted(days)
     source = settings.validated_dir
@@ -184,27 +174,26 @@ def retrain_and_gate(
     name: str,
     model_settings: Settings | None = None,
     metadata: dict | None = None,
-    holdout_days: int = 1,
 ) -> GateOutcome:
     """Train a challenger on `window`, gate it against `champion`, store it, promote it if it wins.
 
     Args:
         settings: the loop's settings (validated store, gate margin, serving settings).
-        store: the Feast store the gate reads features from (as of the compared days).
+        store: the Feast store the gate reads features from, or a function of the first compared day
+            returning one (`monitoring.gate.compare_packages`).
         champion: the serving model.
-        window: the days the challenger learns; its newest is held out for its validation package,
-            which the gate scores against the champion on that day.
+        window: the days the challenger learns; its newest `settings.data.holdout_days` are held out
+            for its validation package, which the gate scores against the champion on those days.
         name: the training run's folder name.
         model_settings: whose model store and champion pointer (`settings.bentoml_home`) take the
             challenger, and whose home its training goes under (default `settings`).
         metadata: recorded with the challenger in the model store, beside the gate's decision.
-        holdout_days: the newest days of `window` held out for the validation package and the gate.
     """
     from monitoring.gate import compare_packages
     from serving.package import promote, save_to_model_store
 
     owner = model_settings or settings
-    trained = train_on_window(settings, window, name, home=owner.home, holdout_days=holdout_days)
+    trained = train_on_window(settings, window, name, home=owner.home)
     decision = compare_packages(settings, store, champion.bundle, load_bundle(trained.validation_path))
     tag = save_to_model_store(owner, trained.bundle_path, {**(metadata or {}), "gate": decision.to_dict()})
     challenger = Champion(tag, trained.bundle_path, list(window), load_bundle(trained.bundle_path))

@@ -71,7 +71,7 @@ from flows.loop import (
     validated_days,
     window_home,
 )
-from recflow.settings import Settings
+from recflow.settings import REPLAY_HOLDOUT_DAYS, Settings
 
 POLICIES: tuple[str, ...] = ("drift", "weekly", "daily", "never")
 REPLAY_DIR = "policy-replay"
@@ -185,7 +185,6 @@ SERVING_FEATURE_DAYS = 2
 """Daily feature rows the replay's serving store keeps: it is only asked as of the newest day's start."""
 REPLAY_NEGATIVES = 2048
 REPLAY_MAX_EPOCHS = 8
-REPLAY_HOLDOUT_DAYS = 7
 
 
 def replay_settings(settings: Settings, holdout_days: int = REPLAY_HOLDOUT_DAYS) -> Settings:
@@ -239,18 +238,6 @@ def check_holdout(holdout_days: int, train_days: int) -> None:
             f"--holdout-days {holdout_days} must be at least 1 and fewer than --train-days {train_days} "
             "(a training learns the days before its held-out ones)"
         )
-
-
-def gate_day(window: list[date], holdout_days: int, champion_window: list[date]) -> date | None:
-    """The first day the gate compares on: the first of `window`'s newest `holdout_days` days that the
-    champion did not learn (`monitoring.gate.fair_days`), None when it learned them all.
-
-    The gate scores every returning household once, as of that day's start, on what it bought from
-    then to the window's end: its features must be that day's, not the retraining day's.
-    """
-    held = window[-holdout_days:]
-    learned = champion_window[-1] if champion_window else None
-    return next((d for d in held if learned is None or d > learned), None)
 
 
 def mean_or_none(values: list[float | None]) -> float | None:
@@ -341,7 +328,7 @@ def replay_flow(
     )
     first_window = training_window(validated_days(sim), days[0] - timedelta(days=1), train_days)
     t = time.perf_counter()
-    first = train_on_window(sim, first_window, "initial", holdout_days=holdout_days)
+    first = train_on_window(sim, first_window, "initial")
     print(
         f"first champion trained on {first_window[0]}..{first_window[-1]} in {time.perf_counter() - t:.0f} s"
     )
@@ -509,10 +496,11 @@ def replay_day(
     if reason is not None:
         window = training_window(validated_days(sim), day, train_days)
         previous = run.champion
-        gate_store = store
-        first = gate_day(window, sim.data.holdout_days, previous.window)
-        if first is not None and first < day:  # the gate scores as of its first day: no later feature
-            gate_store = serving_store(sim, first, feature_days, folder="gate")[1]
+
+        def gate_store(first: date):
+            """The store as of the gate's first day: the serving store keeps only today's rows."""
+            return store if first >= day else serving_store(sim, first, feature_days, folder="gate")[1]
+
         outcome = retrain_and_gate(
             sim,
             gate_store,
@@ -521,7 +509,6 @@ def replay_day(
             day.isoformat(),
             model_settings=run.settings,
             metadata={"replay": {"policy": run.policy.name, "reason": reason}},
-            holdout_days=sim.data.holdout_days,
         )
         decision = outcome.decision
         record.retrained, record.retrain_reason, record.gate_reason = True, reason, decision.reason

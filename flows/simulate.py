@@ -73,10 +73,11 @@ class DayRecord:
 
 
 def simulation_settings(settings: Settings, days: int, drift_day: int | None) -> Settings:
-    """The settings of the simulated world: its own home under `settings.home / "simulate"`."""
+    """The settings of the simulated world: its own home under `settings.home / "simulate"`; a training
+    holds out its window's newest day (the gate compares on it)."""
     base = settings.model_dump()
     base["home"] = settings.home / "simulate"
-    base["data"] = {**base["data"], "n_days": days, "drift_day": drift_day}
+    base["data"] = {**base["data"], "n_days": days, "drift_day": drift_day, "holdout_days": 1}
     return type(settings).model_validate(base)
 
 

@@ -116,9 +116,13 @@ def fair_days(champion_metadata: Mapping, challenger_metadata: Mapping) -> tuple
 def compare_packages(settings: Settings, store, champion, challenger_validation) -> GateDecision:
     """Score champion and challenger on the fair days (`fair_days`) and decide.
 
+    Every returning user is scored once, as of the first fair day's start, on what they did from then to
+    the last fair day's end.
+
     Args:
         settings: platform settings (the validated store, serving settings, margin, k).
-        store: the Feast store (online features as of the first compared day).
+        store: the Feast store the features as of the first fair day are read from, or a function of
+            that day returning one (a store that keeps only its newest days' rows, as the replay's).
         champion: the serving package (`models.bundle.ModelBundle`), or None.
         challenger_validation: the challenger's validation package.
     """
@@ -142,6 +146,8 @@ def compare_packages(settings: Settings, store, champion, challenger_validation)
             margin=margin,
         )
     first, last = days
+    if callable(store):
+        store = store(first)
     zone = settings.data.shop_timezone  # the days are the shop's calendar days
     notes: list[str] = []
 

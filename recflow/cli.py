@@ -15,7 +15,7 @@ import typer
 
 from recflow.experiment_cli import experiment_app
 from recflow.quiet import quiet_library_warnings, without_banners
-from recflow.settings import Profile, Settings, load_settings
+from recflow.settings import REPLAY_HOLDOUT_DAYS, Profile, Settings, load_settings
 
 app = typer.Typer(help="recflow: workflow-orchestrated recommendations.", no_args_is_help=True)
 bench = typer.Typer(help="Benchmarks that print figures and write JSON.", no_args_is_help=True)
@@ -501,7 +501,7 @@ def replay(
             help="newest days the serving feature tables are computed from each day (30-day windows)"
         ),
     ] = 31,
-    holdout_days: HoldoutDaysOpt = 7,
+    holdout_days: HoldoutDaysOpt = REPLAY_HOLDOUT_DAYS,
     profile: ProfileOpt = None,
     home: HomeOpt = None,
     data: DataOpt = None,
@@ -547,7 +547,7 @@ def replay(
         + ([f"--cooldown {cooldown}"] if cooldown != 7 else [])
         + ([f"--max-age {max_age}"] if max_age is not None else [])
         + ([f"--feature-days {feature_days}"] if feature_days != 31 else [])
-        + ([f"--holdout-days {holdout_days}"] if holdout_days != 7 else [])
+        + ([f"--holdout-days {holdout_days}"] if holdout_days != REPLAY_HOLDOUT_DAYS else [])
         + ([f"--profile {profile}"] if profile else [])
         + ([f"--home {home}"] if home else [])
         + [f"--json {json_out}"]
@@ -624,7 +624,7 @@ def bench_champion_age(
     days: Annotated[str, typer.Option(help="the days to serve it on, after --trained-on: YYYY-MM-DD,...")],
     data: DataOpt = None,
     train_days: Annotated[int, typer.Option(help="days the package trains on, ending --trained-on")] = 28,
-    holdout_days: HoldoutDaysOpt = 7,
+    holdout_days: HoldoutDaysOpt = REPLAY_HOLDOUT_DAYS,
     profile: ProfileOpt = None,
     home: HomeOpt = None,
 ) -> None:
@@ -644,7 +644,7 @@ def bench_champion_age(
         ["recflow bench champion-age", f"--data {settings.data.source}", f"--trained-on {trained_on}"]
         + [f"--days {days}"]
         + ([f"--train-days {train_days}"] if train_days != 28 else [])
-        + ([f"--holdout-days {holdout_days}"] if holdout_days != 7 else [])
+        + ([f"--holdout-days {holdout_days}"] if holdout_days != REPLAY_HOLDOUT_DAYS else [])
         + ([f"--profile {profile}"] if profile else [])
         + ([f"--home {home}"] if home else [])
         + [f"--json {json_out}"]

@@ -220,6 +220,10 @@ class ServingSettings(BaseModel):
         return keys
 
 
+REPLAY_HOLDOUT_DAYS = 7
+"""`recflow replay`'s held-out days per training (`data.holdout_days` there): a week, every weekday."""
+
+
 ROLES = ("read", "write", "admin")
 """What an API key may do: read recommendations, write events, administer (erasure, experiments)."""
 

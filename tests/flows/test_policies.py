@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 from flows.policies import (
     DayRecord,
     Policy,
-    gate_day,
     markdown_table,
     policy_settings,
     replay_days,
@@ -92,17 +91,6 @@ def test_the_replay_and_each_policy_live_in_homes_of_their_own(tiny_settings):
     own = policy_settings(sim, "weekly")
     assert own.bentoml_home == sim.home / "policies" / "weekly" / "bentoml"
     assert tiny_settings.data.holdout_days == 2  # the caller's settings are untouched
-
-
-def test_the_gate_compares_from_the_first_held_out_day_the_champion_did_not_learn():
-    window = [DAY0 + timedelta(days=i) for i in range(28)]
-    old = [DAY0 - timedelta(days=i) for i in range(28, 0, -1)]
-    assert gate_day(window, 7, old) == window[21]  # the whole held-out week
-    assert gate_day(window, 7, window[:25]) == window[25]  # the champion learned part of it
-    assert gate_day(window, 1, old) == window[-1]
-    assert gate_day(window, 7, window) is None  # nothing fair to compare on
-    closed = window[:24] + window[25:]  # a day without a batch is not a validated day
-    assert gate_day(closed, 7, old) == window[20]
 
 
 def test_a_holdout_that_leaves_nothing_to_learn_is_refused(tmp_path):

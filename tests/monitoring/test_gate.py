@@ -71,8 +71,15 @@ def packages(tmp_path_factory):
 @pytest.mark.slow
 def test_the_gate_rejects_a_deliberately_worse_challenger(packages):
     settings, store, champion, challenger = packages
-    fair = compare_packages(settings, store, champion, challenger)
+    asked = []
+
+    def as_of(first):  # a store that keeps only some days' rows is asked for the first fair day
+        asked.append(first.isoformat())
+        return store
+
+    fair = compare_packages(settings, as_of, champion, challenger)
     assert fair.days == ["2026-01-07", "2026-01-08"]  # held out by the challenger, unseen by the champion
+    assert asked == ["2026-01-07"]
     assert fair.champion["users"] == fair.challenger["users"] > 5
     assert "never learned from" in fair.reason
 
@@ -96,7 +103,11 @@ def test_the_gate_rejects_a_deliberately_worse_challenger(packages):
 def test_a_champion_that_learned_every_held_out_day_stays(packages):
     settings, store, _, challenger = packages
     learned_all = replace(challenger, metadata={**challenger.metadata, "data_window": {"end": "2026-01-08"}})
-    decision = compare_packages(settings, store, learned_all, challenger)
+
+    def no_store(first):
+        raise AssertionError(f"asked for a store as of {first}: there is nothing to compare")
+
+    decision = compare_packages(settings, no_store, learned_all, challenger)
     assert not decision.promote and "already learned every held-out day" in decision.reason
 
 
