@@ -36,7 +36,7 @@ import tensorflow as tf
 from scipy import sparse
 
 from models.bundle import ModelBundle
-from models.buy_again import REPEAT_FEATURES, Bought, repeat_lookup
+from models.buy_again import RECENT_BASKETS, Bought, PurchaseRecord, repeat_lookup
 from models.index import ItemIndex, build_index
 from models.ranker import SOURCE_FEATURES, scale_numeric
 from models.sequential import pad_left
@@ -293,7 +293,8 @@ class BatchScorer:
                 )
                 for u in range(b)
             ]
-            for u, (items, score, _, _) in enumerate(repeats):
+            for u, record in enumerate(repeats):
+                items, score = record.items, record.score
                 keep = ~np.isin(items, exclude[u])
                 best = np.lexsort((items[keep], -score[keep]))[:c]
                 top_g[u, : len(best)] = items[keep][best]
@@ -340,39 +341,51 @@ class BatchScorer:
 
     def _repeat_features(
         self,
-        repeats: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+        repeats: list[PurchaseRecord],
         top_g: np.ndarray,
         cand: np.ndarray,
         valid: np.ndarray,
     ) -> np.ndarray:
-        """`REPEAT_FEATURES` of each candidate [B, C, len(REPEAT_FEATURES)] from the users' purchase records."""
+        """The package's repeat features (`buy_again.features`, from `models.buy_again.REPEAT_FEATURES`)
+        of each candidate [B, C, len(features)] from the users' purchase records."""
         c = cand.shape[1]
-        score = np.zeros(cand.shape)
-        count = np.zeros(cand.shape)
+        fields = ("score", "count", "baskets", "baskets_since", "recent")
+        per_item = {f: np.zeros(cand.shape) for f in fields}
         since = np.full(cand.shape, np.nan)
-        for u, (items, s, n, d) in enumerate(repeats):
+        n_baskets = np.zeros((len(cand), 1))
+        trip = np.full((len(cand), 1), np.nan)
+        for u, record in enumerate(repeats):
+            n_baskets[u], trip[u] = record.n_baskets, record.trip_days
+            items = record.items
             if not len(items):
                 continue
             at = np.minimum(np.searchsorted(items, cand[u]), len(items) - 1)
             hit = (items[at] == cand[u]) & valid[u]
-            score[u, hit], count[u, hit], since[u, hit] = s[at[hit]], n[at[hit]], d[at[hit]]
+            for f in fields:
+                per_item[f][u, hit] = getattr(record, f)[at[hit]]
+            since[u, hit] = record.since[at[hit]]
+        count = per_item["count"]
         bought = count > 0
         interval = self.repurchase_days[cand]
         with np.errstate(invalid="ignore", divide="ignore"):
             due = np.where(bought & (interval > 0), since / interval, np.nan)
-        out = np.stack(
-            [
-                np.log1p(score),
-                np.log1p(_ranks(top_g, cand, c)),
-                bought.astype(np.float64),
-                np.log1p(count),
-                np.where(bought, np.log1p(since), 0.0),
-                np.log1p(interval),
-                np.log1p(due),
-            ],
-            axis=-1,
-        )
-        assert out.shape[-1] == len(REPEAT_FEATURES)
+            share = per_item["baskets"] / n_baskets
+            recent = per_item["recent"] / np.minimum(n_baskets, RECENT_BASKETS)
+        columns = {
+            "buy_again_log_score": lambda: np.log1p(per_item["score"]),
+            "buy_again_log_rank": lambda: np.log1p(_ranks(top_g, cand, c)),
+            "bought_before": lambda: bought.astype(np.float64),
+            "log_times_bought": lambda: np.log1p(count),
+            "log_days_since_bought": lambda: np.where(bought, np.log1p(since), 0.0),
+            "log_repurchase_days": lambda: np.log1p(interval),
+            "log_due_ratio": lambda: np.log1p(due),
+            "basket_share": lambda: share,
+            "recent_basket_share": lambda: recent,
+            "log_baskets_since": lambda: np.where(bought, np.log1p(per_item["baskets_since"]), 0.0),
+            "log_user_baskets": lambda: np.broadcast_to(np.log1p(n_baskets), cand.shape),
+            "log_trip_days": lambda: np.broadcast_to(np.log1p(trip), cand.shape),
+        }
+        out = np.stack([columns[name]() for name in self.buy_again.features], axis=-1)
         return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
     def query_vectors(self, histories: Sequence[np.ndarray]) -> np.ndarray:

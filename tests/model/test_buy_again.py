@@ -4,6 +4,7 @@ seen filter still wins), and on households that re-buy their own items it beats 
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -11,7 +12,16 @@ import pandas as pd
 import pytest
 from toys import TOY_METADATA, toy_config, toy_fit_data
 
-from models.buy_again import Bought, decayed_scores, repeat_lookup, repurchase_days
+from models.buy_again import (
+    LEGACY_REPEAT_FEATURES,
+    REPEAT_FEATURES,
+    Bought,
+    BuyAgainConfig,
+    decayed_scores,
+    repeat_lookup,
+    repurchase_days,
+)
+from models.config import PipelineConfig
 from models.pipeline import fit_pipeline
 from models.scorer import BatchScorer, Query, _merge, _with_discoveries
 from recflow.settings import ServingSettings, load_settings
@@ -60,9 +70,10 @@ def rebuy():
 
 def test_statistics_by_hand():
     b = Bought(np.array([1, 2, 1, 1]), np.array([20.0, 10.0, 10.0, 0.0]))
-    items, score, count, since = repeat_lookup(b, half_life_days=10.0)
-    assert items.tolist() == [1, 2] and count.tolist() == [3, 1] and since.tolist() == [0.0, 10.0]
-    assert score.tolist() == pytest.approx([0.25 + 0.5 + 1.0, 0.5])
+    record = repeat_lookup(b, half_life_days=10.0)
+    assert record.items.tolist() == [1, 2] and record.count.tolist() == [3, 1]
+    assert record.since.tolist() == [0.0, 10.0]
+    assert record.score.tolist() == pytest.approx([0.25 + 0.5 + 1.0, 0.5])
     assert decayed_scores([b], 4, 10.0)[0].tolist() == pytest.approx([0.0, 1.75, 0.5, 0.0])
     other = Bought(np.array([1, 1, 3]), np.array([30.0, 16.0, 5.0]))
     # item 1: gaps 10 and 10 (first user), 14 (second): median 10; items 2 and 3 never re-bought
@@ -176,6 +187,57 @@ def test_a_saved_package_keeps_its_buy_again_source(rebuy, tmp_path):
     loaded = ModelBundle.load(bundle.save(tmp_path / "package"))
     assert loaded.config.buy_again == bundle.config.buy_again
     np.testing.assert_array_equal(loaded.repurchase_days, bundle.repurchase_days)
+    query = Query(history=["i30", "i31"], bought=[("i07", 3.0), ("i07", 10.0), ("i12", 1.0)])
+    before = BatchScorer(bundle, serving=ServingSettings(index="flat")).recommend([query], 10)[0]
+    after = BatchScorer(loaded, serving=ServingSettings(index="flat")).recommend([query], 10)[0]
+    assert before.rows.tolist() == after.rows.tolist()
+
+
+def test_basket_clock_by_hand():
+    # baskets 40, 30, 20, 10, 3 and 0 days ago; item 4 twice in one basket (two lines on day 20)
+    b = Bought(
+        np.array([1, 4, 4, 1, 2, 1, 3, 2, 5, 6]),
+        np.array([30.0, 20.0, 20.2, 20.0, 10.0, 10.0, 3.0, 3.0, 0.0, 40.0]),
+    )
+    record = repeat_lookup(b, half_life_days=10.0)
+    assert record.items.tolist() == [1, 2, 3, 4, 5, 6]
+    assert record.n_baskets == 6
+    assert record.count.tolist() == [3, 2, 1, 2, 1, 1]
+    assert record.baskets.tolist() == [3, 2, 1, 1, 1, 1]  # item 4's two lines are one basket
+    # baskets filled after the item's last one: item 1 last on day 10 (then days 3 and 0)
+    assert record.baskets_since.tolist() == [2, 1, 1, 3, 0, 5]
+    # the 5 newest baskets leave out day 40, item 6's only one
+    assert record.recent.tolist() == [3, 2, 1, 1, 1, 0]
+    assert record.trip_days == 10.0  # gaps 3, 7, 10, 10, 10
+    short = repeat_lookup(Bought(np.array([7, 8]), np.array([4.0, 4.0])), 10.0)
+    assert short.n_baskets == 1 and np.isnan(short.trip_days) and short.baskets_since.tolist() == [0, 0]
+
+
+def test_packages_saved_before_the_basket_clock_read_seven_repeat_features():
+    legacy = PipelineConfig.from_dict({"buy_again": {"enabled": True, "half_life_days": 90.0}})
+    assert legacy.buy_again.features == LEGACY_REPEAT_FEATURES and len(LEGACY_REPEAT_FEATURES) == 7
+    current = PipelineConfig.from_dict(json.loads(json.dumps(PipelineConfig().to_dict())))
+    assert current.buy_again.features == REPEAT_FEATURES
+    with pytest.raises(ValueError, match="unknown repeat features"):
+        BuyAgainConfig(features=("basket_share", "no_such_feature"))
+
+
+def test_a_package_saved_before_the_basket_clock_still_serves(tmp_path):
+    """A package whose saved hyperparameters name no repeat features (written before they grew) loads
+    with the seven its ranker was trained on and ranks as it did."""
+    from models.bundle import ModelBundle
+
+    histories, targets, bought = _rebuyers(300, seed=5)
+    config = toy_config(ranker_alpha=1.0, buy_again=BuyAgainConfig(features=LEGACY_REPEAT_FEATURES))
+    bundle = fit_pipeline(_with_purchases(histories, targets, bought), config, TOY_METADATA).serving
+    assert bundle.ranker is not None and bundle.config.buy_again.enabled
+    path = bundle.save(tmp_path / "old")
+    metadata = json.loads((path / "metadata.json").read_text())
+    del metadata["hyperparameters"]["buy_again"]["features"]
+    (path / "metadata.json").write_text(json.dumps(metadata))
+    loaded = ModelBundle.load(path)
+    assert loaded.config.buy_again.features == LEGACY_REPEAT_FEATURES
+    assert loaded.ranker is not None and loaded.ranker.n_features == bundle.ranker.n_features
     query = Query(history=["i30", "i31"], bought=[("i07", 3.0), ("i07", 10.0), ("i12", 1.0)])
     before = BatchScorer(bundle, serving=ServingSettings(index="flat")).recommend([query], 10)[0]
     after = BatchScorer(loaded, serving=ServingSettings(index="flat")).recommend([query], 10)[0]
