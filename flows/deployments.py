@@ -168,6 +168,19 @@ def champion_quality(settings: Settings, store, day: date):
     return quality if quality.users else None
 
 
+def champion_config(settings: Settings):
+    """The serving champion's `models.config.PipelineConfig` (its searched hyperparameters), or None
+    when no champion serves yet."""
+    from models.config import PipelineConfig
+    from serving.package import champion_tag, model_info
+
+    tag = champion_tag(settings)
+    if tag is None:
+        return None
+    searched = model_info(settings, tag)[1].get("hyperparameters")
+    return None if searched is None else PipelineConfig.from_dict(searched)
+
+
 @flow(name="recflow-retrain", log_prints=False)
 def retrain(
     profile: str | None = None,
@@ -177,7 +190,9 @@ def retrain(
 ) -> dict:
     """Retrain on the validated store, then gate the challenger against the champion before promoting.
 
-    The gate compares hit rates on the newest validated day (held out from the challenger's training;
+    A retrain for a reason in `settings.train.keep_tuning_on` (`age` by default) keeps the champion's
+    searched hyperparameters (`models.pipeline.fit_pipeline`'s `tuned`). The gate compares hit rates on
+    the newest validated day (held out from the challenger's training;
     the champion trained earlier) and on the golden day, fixed at the first promotion
     (`<home>/monitoring/golden.json`). The challenger stays in the model store either way. With
     `require_online_win` (or the setting), a challenger that passes starts an online experiment
@@ -188,7 +203,8 @@ def retrain(
     from models.train import train_models
 
     settings = _settings(profile, home, require_online_win)
-    trained = train_models(settings, prepare_feature_store(settings), verbose=0)
+    tuned = champion_config(settings) if reason in settings.train.keep_tuning_on else None
+    trained = train_models(settings, prepare_feature_store(settings), verbose=0, tuned=tuned)
     result = gate_and_promote(settings, trained.bundle_path, {"retrain_reason": reason})
     get_run_logger().info("retrain (%s): %s", reason, result["reason"])
     return {"promoted": result["promoted"], "tag": result["tag"], "reason": result["reason"]}

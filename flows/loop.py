@@ -16,8 +16,9 @@ did not change inside it).
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -46,6 +47,8 @@ class GateOutcome:
     tag: str
     challenger: Champion
     promoted: bool
+    seconds: dict[str, float] = field(default_factory=dict)
+    """wall time by step: the training's (`train_on_window`) and `gate` (the comparison and the model store)."""
 
 
 # ---------------------------------------------------------------- stages (tasks)
@@ -76,7 +79,7 @@ def validate_day_outcome(settings: Settings, validator, batch):
 
 
 @task(name="train challenger", cache_policy=NO_CACHE)
-def train_on_window(settings: Settings, window: list[date], name: str, home: Path | None = None):
+def train_on_window(settings: Settings, window: list[date], name: str, home: Path | None = None, tuned=None):
     """Train on `window` in a home of its own; its newest `settings.data.holdout_days` days are the
     training run's own holdout, which the validation package never learns: its choices (epochs,
     half-life, whether the ranker ships) are made on them and the gate compares on them.
@@ -86,13 +89,22 @@ def train_on_window(settings: Settings, window: list[date], name: str, home: Pat
         window: the days to learn, oldest first.
         name: the training home's name under `<home>/training` (replaced if it exists).
         home: where that folder goes instead of `settings.home` (a policy of `recflow replay`).
+        tuned: a `models.config.PipelineConfig` whose searched hyperparameters the training keeps
+            (`models.train.train_models`); None: it searches them.
+
+    Returns:
+        The `models.train.TrainResult`; its `stage_seconds` start with `store` (the window's feature
+        store).
     """
     from features.store import prepare_feature_store
     from models.train import train_models
 
+    start = time.perf_counter()
     train = window_home(settings, window, (home or settings.home) / "training" / name)
     store = prepare_feature_store(train)
-    return train_models(train, store, verbose=0)
+    store_seconds = round(time.perf_counter() - start, 1)
+    result = train_models(train, store, verbose=0, tuned=tuned)
+    return replace(result, stage_seconds={"store": store_seconds, **result.stage_seconds})
 
 
 @task(name="check drift", cache_policy=NO_CACHE)
@@ -174,6 +186,7 @@ def retrain_and_gate(
     name: str,
     model_settings: Settings | None = None,
     metadata: dict | None = None,
+    reason: str | None = None,
 ) -> GateOutcome:
     """Train a challenger on `window`, gate it against `champion`, store it, promote it if it wins.
 
@@ -188,15 +201,20 @@ def retrain_and_gate(
         model_settings: whose model store and champion pointer (`settings.bentoml_home`) take the
             challenger, and whose home its training goes under (default `settings`).
         metadata: recorded with the challenger in the model store, beside the gate's decision.
+        reason: why it retrains (`age`, `drift`, `weekly`...): a reason in `settings.train.keep_tuning_on`
+            keeps the champion's searched hyperparameters (`train_on_window`).
     """
     from monitoring.gate import compare_packages
     from serving.package import promote, save_to_model_store
 
     owner = model_settings or settings
-    trained = train_on_window(settings, window, name, home=owner.home)
+    tuned = champion.bundle.config if reason in settings.train.keep_tuning_on else None
+    trained = train_on_window(settings, window, name, home=owner.home, tuned=tuned)
+    t = time.perf_counter()
     decision = compare_packages(settings, store, champion.bundle, load_bundle(trained.validation_path))
     tag = save_to_model_store(owner, trained.bundle_path, {**(metadata or {}), "gate": decision.to_dict()})
     challenger = Champion(tag, trained.bundle_path, list(window), load_bundle(trained.bundle_path))
     if decision.promote:
         promote(owner, tag)
-    return GateOutcome(decision, tag, challenger, decision.promote)
+    seconds = {**trained.stage_seconds, "gate": round(time.perf_counter() - t, 1)}
+    return GateOutcome(decision, tag, challenger, decision.promote, seconds)

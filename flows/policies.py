@@ -27,7 +27,8 @@ Policies: `drift` retrains on an alarm outside the cool-down (`cooldown` days af
 an alarm persists until a new champion's window has caught up, and one retrain per episode is the
 point), and when `max_age` days have passed since its last retrain without one (reason `age`: a
 champion goes stale without any feature drifting, see docs/replay.md; the platform's
-`monitoring.max_champion_age_days`, 0 or `--max-age 0` for alarms only); `weekly` every 7 days;
+`monitoring.max_champion_age_days`, 0 or `--max-age 0` for alarms only; an age retrain keeps the
+champion's searched hyperparameters, `train.keep_tuning_on`); `weekly` every 7 days;
 `daily` every day; `never` keeps the first champion. `all` runs the four
 side by side over the same validated days and feature store.
 
@@ -40,7 +41,9 @@ does not act on alarms) are counted in `alarms` but not judged; `judged_alarms` 
 
 Each day's record: the policy, the day, the served households, recall and NDCG, the drift share, the
 alarm, the retrain and its reason, the gate's figures and reason, the promotion, the model serving at
-the end of the day, and the seconds spent (validation and features shared by the policies, split
+the end of the day, the retrain's steps in seconds (`retrain_seconds`: the window's feature store,
+training data, co-occurrence, buy-again, two-tower, ranker, report, refit, save, gate; summed per
+policy in the summary), and the seconds spent (validation and features shared by the policies, split
 evenly; `shared_seconds` is that shared part whole, what one policy alone would spend on it). With
 several policies (`all`, or a list such as `drift,weekly`) the command also writes a Markdown table and
 a PNG chart, and logs the first policy's days (drift and quality snapshots, stamped with the day) into
@@ -52,6 +55,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -148,6 +152,7 @@ class DayRecord:
     seconds: float = 0.0
     shared_seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    retrain_seconds: dict[str, float] = field(default_factory=dict)  # a retrain's steps (GateOutcome.seconds)
 
     def to_dict(self, k: int) -> dict:
         d = asdict(self)
@@ -509,6 +514,7 @@ def replay_day(
             day.isoformat(),
             model_settings=run.settings,
             metadata={"replay": {"policy": run.policy.name, "reason": reason}},
+            reason=reason,
         )
         decision = outcome.decision
         record.retrained, record.retrain_reason, record.gate_reason = True, reason, decision.reason
@@ -522,8 +528,17 @@ def replay_day(
         if record.alarm:
             run.pending = (record, outcome.challenger.bundle, previous.bundle, outcome.promoted)
         record.stage_seconds["retrain"] = time.perf_counter() - checked_at
+        record.retrain_seconds = outcome.seconds
     run.records.append(record)
     return record, quality, drift
+
+
+def sum_by_key(parts: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Per key (in first-seen order), the sum over `parts` of its values, rounded to 0.1."""
+    return {
+        key: round(sum(p.get(key, 0.0) for p in parts), 1)
+        for key in dict.fromkeys(k for p in parts for k in p)
+    }
 
 
 def summarise(records: list[DayRecord], k: int) -> dict:
@@ -538,10 +553,8 @@ def summarise(records: list[DayRecord], k: int) -> dict:
         "judged_alarms": sum(r.false_alarm is not None for r in records),
         "false_alarms": sum(bool(r.false_alarm) for r in records),
         "seconds": round(sum(r.seconds for r in records), 1),
-        "stage_seconds": {
-            stage: round(sum(r.stage_seconds.get(stage, 0.0) for r in records), 1)
-            for stage in dict.fromkeys(name for r in records for name in r.stage_seconds)
-        },
+        "stage_seconds": sum_by_key([r.stage_seconds for r in records]),
+        "retrain_seconds": sum_by_key([r.retrain_seconds for r in records]),
         "days": len(records),
         "scored_days": len(scored),
     }

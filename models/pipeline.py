@@ -124,6 +124,7 @@ def fit_pipeline(
     strategy: tf.distribute.Strategy | None = None,
     log_dir: Path | None = None,
     progress: Progress | None = None,
+    tuned: PipelineConfig | None = None,
 ) -> FitResult:
     """Choose, report and refit the model family (see the module docstring).
 
@@ -135,6 +136,10 @@ def fit_pipeline(
         strategy: the `tf.distribute` strategy of the two-tower's fits (default: the current one).
         log_dir: TensorBoard logs (losses and validation scores per epoch) go below it.
         progress: called with one line per step (the CLI prints them).
+        tuned: the config of a package whose searched hyperparameters this fit keeps instead of
+            searching them again (the serving model's, on a retrain that only refreshes the data, such as
+            a retrain for age): its co-occurrence parameters and, where both have the buy-again source,
+            its half-life. The two-tower's epochs and the ranker are still chosen on validation.
 
     Raises:
         ValueError: when there is no validation user to choose on.
@@ -160,7 +165,10 @@ def fit_pipeline(
     t = time.perf_counter()
     tuning = choose[np.random.default_rng(config.seed).permutation(len(choose))[: config.tuning_users]]
     history = [data.valid_history[u] for u in tuning]
-    params, trials = tune_cooccurrence(data.fit, n_items, lambda m: dense_ndcg(m.scores(history), tuning))
+    if tuned is None:
+        params, trials = tune_cooccurrence(data.fit, n_items, lambda m: dense_ndcg(m.scores(history), tuning))
+    else:
+        params, trials = tuned.cooccurrence, []
     cooc_fit = CooccurrenceModel(params, n_items).fit(data.fit)
     cooc_refit = CooccurrenceModel(params, n_items).fit(data.refit)
     config = config.with_cooccurrence(params)
@@ -168,9 +176,8 @@ def fit_pipeline(
         lambda users: cooc_fit.scores([data.valid_history[u] for u in users]), choose, dense_ndcg
     )
     seconds["co-occurrence"] = time.perf_counter() - t
-    say(
-        f"co-occurrence: {len(trials)} trials, validation NDCG@{k} {cooc_ndcg:.4f} ({seconds['co-occurrence']:.0f}s)"
-    )
+    searched = f"{len(trials)} trials" if tuned is None else "parameters kept"
+    say(f"co-occurrence: {searched}, validation NDCG@{k} {cooc_ndcg:.4f} ({seconds['co-occurrence']:.0f}s)")
 
     # 2b. buy again, where the data has purchase records
     bought = data.valid_bought
@@ -185,19 +192,25 @@ def fit_pipeline(
 
             return _batched(scores, tuning, dense_ndcg)
 
-        tuned = {hl: buy_again_ndcg(hl) for hl in HALF_LIVES}
-        half_life = max(tuned, key=lambda hl: (tuned[hl], -hl))
+        kept = tuned is not None and tuned.buy_again.enabled
+        lives = (tuned.buy_again.half_life_days,) if kept and tuned is not None else HALF_LIVES
+        trials_ba = {hl: buy_again_ndcg(hl) for hl in lives}
+        half_life = max(trials_ba, key=lambda hl: (trials_ba[hl], -hl))
         config = config.with_buy_again(replace(config.buy_again, enabled=True, half_life_days=half_life))
         repurchase_fit = repurchase_days(data.fit_bought or bought, n_items)
         repurchase_refit = repurchase_days(data.refit_bought or data.fit_bought or bought, n_items)
         buy_again_stage = {
             "serving": True,
             "half_life_days": half_life,
-            f"validation ndcg@{k}": tuned[half_life],
-            "trials": {str(hl): round(v, 6) for hl, v in tuned.items()},
+            f"validation ndcg@{k}": trials_ba[half_life],
+            "trials": {str(hl): round(v, 6) for hl, v in trials_ba.items()},
+            "kept": kept,
         }
         seconds["buy-again"] = time.perf_counter() - t
-        say(f"buy again: half-life {half_life:g} days, validation NDCG@{k} {tuned[half_life]:.4f}")
+        say(
+            f"buy again: half-life {half_life:g} days{' (kept)' if kept else ''}, validation NDCG@{k} "
+            f"{trials_ba[half_life]:.4f}"
+        )
 
     def bought_of(users: np.ndarray) -> list[Bought] | None:
         return None if bought is None else [bought[u] for u in users]
@@ -293,7 +306,12 @@ def fit_pipeline(
             f"validation ndcg@{k}": history_tt["best_score"],
             "best_epoch": history_tt["best_epoch"],
         },
-        "co-occurrence": {"serving": True, f"validation ndcg@{k}": cooc_ndcg, "params": params.__dict__},
+        "co-occurrence": {
+            "serving": True,
+            f"validation ndcg@{k}": cooc_ndcg,
+            "params": params.__dict__,
+            "kept": tuned is not None,
+        },
         "buy-again": buy_again_stage,
         "popularity": {"serving": True, "role": "cold start and backfill"},
         "ranker": ranker_stage,

@@ -44,6 +44,8 @@ class TrainResult:
         version: the packages' version.
         stages: per stage, whether it serves and its validation figures.
         validation_path: the validation package (for the promotion gate).
+        stage_seconds: wall time by step: `data` (the training sets from the feature store), the fit's
+            steps (`models.pipeline.FitResult.seconds`) and `save`.
     """
 
     bundle_path: Path
@@ -53,10 +55,15 @@ class TrainResult:
     version: str
     stages: dict = field(default_factory=dict)
     validation_path: Path | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def train_models(
-    settings: Settings, store: FeatureStore, verbose: int = 0, progress: Callable[[str], None] | None = None
+    settings: Settings,
+    store: FeatureStore,
+    verbose: int = 0,
+    progress: Callable[[str], None] | None = None,
+    tuned: PipelineConfig | None = None,
 ) -> TrainResult:
     """Fit the model family on the validated store and save the serving and validation packages.
 
@@ -65,6 +72,8 @@ def train_models(
         store: a prepared Feast store (point-in-time features of the ranker).
         verbose: 0 quiet; 1 or more: log each step (as `progress` does).
         progress: called with one line per step (the pipeline prints them).
+        tuned: keep this config's searched hyperparameters instead of searching them again (see
+            `models.pipeline.fit_pipeline`); None: search them.
 
     Returns:
         Paths, metrics, device, time, version and stages (see `TrainResult`).
@@ -75,6 +84,7 @@ def train_models(
     tf.keras.utils.set_random_seed(settings.seed)
     say = progress or (log.info if verbose else log.debug)
     data, split = build_training_data(settings, store)
+    data_seconds = time.perf_counter() - start
     say(
         f"data: {len(data.fit)} histories before {split.cut.date()}, {len(data.valid_users)} validation "
         f"users, {len(data.catalogue)} items ({time.perf_counter() - start:.0f}s)"
@@ -100,7 +110,9 @@ def train_models(
             strategy=strategy,
             log_dir=settings.reports_dir / "tensorboard" / version,
             progress=say,
+            tuned=tuned,
         )
+    saving = time.perf_counter()
     path = result.serving.save(settings.models_dir / version)
     validation_path = result.validation.save(path / VALIDATION_DIR)
     seconds = time.perf_counter() - start
@@ -113,4 +125,9 @@ def train_models(
         version=version,
         stages=result.stages,
         validation_path=validation_path,
+        stage_seconds={
+            "data": round(data_seconds, 1),
+            **result.seconds,
+            "save": round(time.perf_counter() - saving, 1),
+        },
     )

@@ -123,6 +123,14 @@ class TrainSettings(BaseModel):
         description="two-tower sampled softmax: uniform negatives per batch on a catalogue larger than this "
         "(0, or a catalogue no larger: the full softmax)",
     )
+    keep_tuning_on: list[str] = Field(
+        default_factory=lambda: ["age"],
+        description="retrain reasons whose challenger keeps the serving model's searched hyperparameters "
+        "(co-occurrence parameters, buy-again half-life) instead of searching them again: a retrain for "
+        "age refreshes the data the model learns, nothing says the data changed; the two-tower's epochs "
+        "and the ranker are chosen on validation whatever the reason. Reasons: age, drift, weekly, daily, "
+        "manual",
+    )
     min_discoveries: int = Field(
         1,
         ge=0,

@@ -248,3 +248,11 @@ def test_retrain_promotes_the_first_model_and_gates_the_next(tiny_settings, tiny
     assert not gate["promote"] and "already learned" in gate["reason"]
     assert second["promoted"] == gate["promote"]
     assert champion_tag(tiny_settings) == (second["tag"] if second["promoted"] else first["tag"])
+    searched = model_info(tiny_settings, second["tag"])[1]
+    assert searched["stages"]["co-occurrence"]["kept"] is False  # a drift retrain searches again
+
+    # an age retrain refreshes the data with the champion's searched hyperparameters
+    champion = model_info(tiny_settings, champion_tag(tiny_settings))[1]
+    aged = model_info(tiny_settings, retrain(profile="tiny", home=home, reason="age")["tag"])[1]
+    assert aged["stages"]["co-occurrence"]["kept"] is True
+    assert aged["hyperparameters"]["cooccurrence"] == champion["hyperparameters"]["cooccurrence"]

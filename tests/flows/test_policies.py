@@ -114,9 +114,25 @@ def _record(day: int, ndcg, alarm: bool = False, **kw) -> DayRecord:
 def test_summary_counts_retrains_alarms_and_false_alarms():
     records = [
         _record(0, 0.2),
-        _record(1, 0.4, alarm=True, retrained=True, retrain_reason="drift", false_alarm=True),
+        _record(
+            1,
+            0.4,
+            alarm=True,
+            retrained=True,
+            retrain_reason="drift",
+            false_alarm=True,
+            retrain_seconds={"co-occurrence": 2.0, "gate": 1.0},
+        ),
         _record(2, None, alarm=True),  # no returning household: not in the means; alarm not judged
-        _record(3, 0.3, alarm=True, retrained=True, promoted=True, false_alarm=False),
+        _record(
+            3,
+            0.3,
+            alarm=True,
+            retrained=True,
+            promoted=True,
+            false_alarm=False,
+            retrain_seconds={"store": 0.5, "co-occurrence": 0.25},
+        ),
     ]
     summary = summarise(records, 10)
     assert summary["mean_ndcg@10"] == pytest.approx(0.3)
@@ -125,6 +141,7 @@ def test_summary_counts_retrains_alarms_and_false_alarms():
     assert (summary["judged_alarms"], summary["false_alarms"]) == (2, 1)
     assert summary["seconds"] == pytest.approx(6.0)
     assert (summary["days"], summary["scored_days"]) == (4, 3)
+    assert summary["retrain_seconds"] == {"co-occurrence": 2.2, "gate": 1.0, "store": 0.5}
 
 
 def test_table_and_chart_are_written(tmp_path):
@@ -153,9 +170,12 @@ def test_table_and_chart_are_written(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-def test_replay_command_writes_the_policies_and_scores_before_learning(tmp_path):
+def test_replay_command_writes_the_policies_and_scores_before_learning(tmp_path, monkeypatch):
     from recflow.cli import app
     from serving.package import model_info
+
+    # daily retrains keep their champion's searched hyperparameters (by default only age retrains do)
+    monkeypatch.setenv("RECFLOW_TRAIN__KEEP_TUNING_ON", '["daily"]')
 
     folder = tmp_path / "cj"
     write_completejourney_folder(folder, households=30, days=14)
@@ -193,6 +213,9 @@ def test_replay_command_writes_the_policies_and_scores_before_learning(tmp_path)
         shared, own_stages = {"validate", "features", "households"}, {"score", "drift"}
         assert all(shared | own_stages <= set(d["stage_seconds"]) for d in days)
         assert all(("retrain" in d["stage_seconds"]) == d["retrained"] for d in days)
+        steps = {"store", "data", "co-occurrence", "two-tower", "ranker", "refit", "save", "gate"}
+        assert all(steps <= set(d["retrain_seconds"]) for d in days if d["retrained"])
+        assert summary["retrain_seconds"].keys() == {k for d in days for k in d["retrain_seconds"]}
         assert set(summary["stage_seconds"]) >= shared | own_stages
         assert summary["alarms"] == sum(d["alarm"] for d in days)
         assert any(d["ndcg@10"] is not None for d in days)
@@ -215,4 +238,8 @@ def test_replay_command_writes_the_policies_and_scores_before_learning(tmp_path)
     assert metadata["validation_window"]["start"][:10] == (end - timedelta(days=1)).isoformat()
     assert metadata["validation_window"]["end"][:10] == end.isoformat()
     assert metadata["gate"]["days"] == [end.isoformat(), end.isoformat()]
+    first = model_info(policy_settings(sim, "never"), never[0]["serving_model"])[1]
+    assert first["stages"]["co-occurrence"]["kept"] is False  # the first champion searched them
+    assert metadata["stages"]["co-occurrence"]["kept"] is True
+    assert metadata["hyperparameters"]["cooccurrence"] == first["hyperparameters"]["cooccurrence"]
     assert len({d["serving_model"] for d in never}) == 1

@@ -242,3 +242,39 @@ def test_a_package_saved_before_the_basket_clock_still_serves(tmp_path):
     before = BatchScorer(bundle, serving=ServingSettings(index="flat")).recommend([query], 10)[0]
     after = BatchScorer(loaded, serving=ServingSettings(index="flat")).recommend([query], 10)[0]
     assert before.rows.tolist() == after.rows.tolist()
+
+
+def test_a_retrain_that_keeps_the_tuning_searches_nothing(rebuy):
+    """`fit_pipeline(tuned=...)` (an age retrain) keeps the given co-occurrence parameters and half-life
+    instead of searching them, and still serves the buy-again source and a ranker chosen on validation."""
+    with_source, _ = rebuy
+    histories, targets, bought = _rebuyers(400, seed=3)
+    searched = with_source.serving.config
+    kept_params = replace(searched.cooccurrence, window=1, last_n=1)
+    assert kept_params != searched.cooccurrence
+    tuned = replace(
+        searched,
+        cooccurrence=kept_params,
+        buy_again=replace(searched.buy_again, half_life_days=123.0),
+    )
+    refreshed = fit_pipeline(
+        _with_purchases(histories, targets, bought), toy_config(), TOY_METADATA, tuned=tuned
+    )
+    co = refreshed.stages["co-occurrence"]
+    assert co["kept"] is True and co["params"] == kept_params.__dict__
+    assert refreshed.serving.config.cooccurrence == kept_params
+    assert refreshed.stages["buy-again"]["kept"] is True
+    assert refreshed.stages["buy-again"]["trials"].keys() == {"123.0"}
+    assert refreshed.serving.config.buy_again.half_life_days == 123.0
+    assert refreshed.metrics["model"]["recall@10"] > 0.9
+    assert (
+        with_source.stages["co-occurrence"]["kept"] is False
+        and with_source.stages["buy-again"]["kept"] is False
+    )
+    # a champion without the source has no half-life to keep: the fit searches it
+    plain = replace(tuned, buy_again=BuyAgainConfig())
+    searched_again = fit_pipeline(
+        _with_purchases(histories, targets, bought), toy_config(), TOY_METADATA, tuned=plain
+    )
+    assert searched_again.stages["buy-again"]["kept"] is False
+    assert len(searched_again.stages["buy-again"]["trials"]) > 1
