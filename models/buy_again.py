@@ -76,6 +76,14 @@ class BuyAgainConfig:
     min_discoveries: int = 0
     features: tuple[str, ...] = REPEAT_FEATURES
 
+    @classmethod
+    def from_dict(cls, values: dict) -> BuyAgainConfig:
+        """Rebuild from `asdict` output; unknown keys are ignored. A package saved before the basket
+        clock names no features: its ranker reads `LEGACY_REPEAT_FEATURES`."""
+        kept = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        kept["features"] = tuple(kept.get("features", LEGACY_REPEAT_FEATURES))
+        return cls(**kept)
+
     def __post_init__(self) -> None:
         unknown = [f for f in self.features if f not in REPEAT_FEATURES]
         if unknown:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-from models.buy_again import LEGACY_REPEAT_FEATURES, BuyAgainConfig
+from models.buy_again import BuyAgainConfig
 from models.cooccurrence import CooccurrenceParams
 from models.ranker import RankerConfig
 from models.sequential import SequentialConfig
@@ -54,10 +54,7 @@ class PipelineConfig:
                 **{k: v for k, v in params.items() if k in CooccurrenceParams.__dataclass_fields__}
             )
         if isinstance(kept.get("buy_again"), dict):
-            params = {k: v for k, v in kept["buy_again"].items() if k in BuyAgainConfig.__dataclass_fields__}
-            # a package saved before the basket clock names no features: its ranker reads the first seven
-            params["features"] = tuple(params.get("features", LEGACY_REPEAT_FEATURES))
-            kept["buy_again"] = BuyAgainConfig(**params)
+            kept["buy_again"] = BuyAgainConfig.from_dict(kept["buy_again"])
         return cls(**kept)
 
     @classmethod
