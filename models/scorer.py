@@ -558,16 +558,38 @@ def sparse_top(
     n_items = scores.shape[1]
     n = min(n, n_items)
     top = np.full((scores.shape[0], n), -1, np.int64)
+    taken = np.zeros(n_items, bool)  # a user's nonzero and excluded rows, cleared after each user
     for u in range(scores.shape[0]):
         lo, hi = scores.indptr[u], scores.indptr[u + 1]
-        nonzero = scores.indices[lo:hi]
-        backfill = tie_order[: n + len(exclude[u]) + len(nonzero)]
-        pool = np.union1d(nonzero, backfill)
-        pool = pool[~np.isin(pool, exclude[u])]
-        value = tie_break[pool].astype(np.float64) + _row_values(nonzero, scores.data[lo:hi], pool)
+        nonzero, excluded = scores.indices[lo:hi], np.asarray(exclude[u], np.int64)
+        taken[excluded] = True
+        keep = ~taken[nonzero]
+        scored = nonzero[keep]
+        value = tie_break[scored].astype(np.float64) + scores.data[lo:hi][keep].astype(np.float64)
+        if len(scored) > n:  # the n best and every row tied with the n-th (ties go by row below)
+            kth = -np.partition(-value, n - 1)[n - 1]
+            scored, value = scored[value >= kth], value[value >= kth]
+        taken[nonzero] = True
+        backfill = _first_free(tie_order, taken, n)  # rows without a score, best tie-break first
+        taken[nonzero] = taken[excluded] = False
+        pool = np.concatenate([scored, backfill])
+        value = np.concatenate([value, tie_break[backfill].astype(np.float64)])
         best = np.lexsort((pool, -value))[:n]
         top[u, : len(best)] = pool[best]
     return SparseTop(top, scores, np.asarray(tie_break, np.float64), exclude)
+
+
+def _first_free(order: np.ndarray, taken: np.ndarray, n: int) -> np.ndarray:
+    """The first `n` entries of `order` not marked in `taken` (fewer when `order` runs out)."""
+    out: list[np.ndarray] = []
+    found, start, step = 0, 0, max(2 * n, 64)
+    while found < n and start < len(order):
+        chunk = order[start : start + step]
+        free = chunk[~taken[chunk]]
+        out.append(free[: n - found])
+        found += len(out[-1])
+        start += step
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
 def _row_values(columns: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:

@@ -119,6 +119,30 @@ def test_sparse_cooccurrence_top_equals_the_dense_path():
     assert (got.top[5] >= 0).all() and not np.isin(got.top[7], exclude[7]).any()
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sparse_cooccurrence_top_breaks_ties_by_row_as_the_dense_path(seed):
+    """Many equal scores (small integer counts, a tie-break that is zero for most items): the n best
+    still come in the dense path's order, ties by row, whether they co-occur or are backfilled."""
+    from scipy import sparse
+
+    from models.scorer import sparse_top
+
+    rng = np.random.default_rng(seed)
+    n_users, n_items, n = 30, 300, 25
+    scores = sparse.random(n_users, n_items, density=0.2, random_state=seed, format="csr", dtype=np.float32)
+    scores.data = rng.integers(1, 3, size=len(scores.data)).astype(np.float32)
+    tie_break = np.where(rng.random(n_items) < 0.1, 1e-6 * rng.integers(1, 3, size=n_items), 0.0)
+    exclude = [rng.choice(n_items, size=rng.integers(0, 250), replace=False) for _ in range(n_users)]
+    dense = scores.toarray() + tie_break[None, :]
+    for u in range(n_users):
+        dense[u, exclude[u]] = -np.inf
+    got = sparse_top(scores, tie_break, np.lexsort((np.arange(n_items), -tie_break)), exclude, n)
+    columns = np.arange(n_items)
+    for u in range(n_users):  # the exact order: every column by value, ties by column
+        order = np.lexsort((columns, -dense[u]))[:n]
+        np.testing.assert_array_equal(got.top[u], np.where(np.isfinite(dense[u, order]), order, -1))
+
+
 def dense_top(scores: np.ndarray, n: int) -> np.ndarray:
     """The reference the sparse path must equal: the `n` best finite columns per row, best first, ties
     by column, -1 where fewer are finite (what the scorer ranked before it went sparse)."""
