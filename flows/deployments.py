@@ -33,6 +33,7 @@ from recflow.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from flows.replay import ReplayOptions
+    from models.config import PipelineConfig
 
 DRIFT_EVENT = "recflow.drift.detected"
 AGE_EVENT = "recflow.champion.aged"
@@ -168,7 +169,7 @@ def champion_quality(settings: Settings, store, day: date):
     return quality if quality.users else None
 
 
-def champion_config(settings: Settings):
+def champion_config(settings: Settings) -> PipelineConfig | None:
     """The serving champion's `models.config.PipelineConfig` (its searched hyperparameters), or None
     when no champion serves yet."""
     from models.config import PipelineConfig

@@ -21,12 +21,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from recflow.data.batches import list_batches
 from recflow.settings import Settings
+
+if TYPE_CHECKING:
+    from models.config import PipelineConfig
+    from models.train import TrainResult
 
 
 @dataclass
@@ -79,7 +84,13 @@ def validate_day_outcome(settings: Settings, validator, batch):
 
 
 @task(name="train challenger", cache_policy=NO_CACHE)
-def train_on_window(settings: Settings, window: list[date], name: str, home: Path | None = None, tuned=None):
+def train_on_window(
+    settings: Settings,
+    window: list[date],
+    name: str,
+    home: Path | None = None,
+    tuned: PipelineConfig | None = None,
+) -> TrainResult:
     """Train on `window` in a home of its own; its newest `settings.data.holdout_days` days are the
     training run's own holdout, which the validation package never learns: its choices (epochs,
     half-life, whether the ranker ships) are made on them and the gate compares on them.
