@@ -211,9 +211,18 @@ def retrain(
     return {"promoted": result["promoted"], "tag": result["tag"], "reason": result["reason"]}
 
 
-def build_deployments(settings: Settings) -> list:
+def build_deployments(settings: Settings, schedules: bool = True) -> list:
     """The four deployments, parameterised with this process's profile and home (and, for retraining,
-    whether a challenger must win online)."""
+    whether a challenger must win online).
+
+    `schedules=False` leaves out the cron schedules (the live replay, whose clock lands the days: a
+    02:00 run on the wall clock would land every day of the source at once); the deployments still run
+    on demand and the drift and age triggers still retrain.
+    """
+
+    def cron(expression: str) -> str | None:
+        return expression if schedules else None
+
     params = {"profile": settings.profile, "home": str(settings.home.resolve())}
     retrain_params = {**params, "require_online_win": settings.experiments.require_online_win}
     on_drift = DeploymentEventTrigger(
@@ -230,11 +239,11 @@ def build_deployments(settings: Settings) -> list:
     )
     return [
         daily_monitoring.to_deployment(
-            name="daily-ingest-validate-drift", cron=DAILY_CRON, parameters=params, tags=["recflow", "daily"]
+            name="daily-ingest-validate-drift", cron=cron(DAILY_CRON), parameters=params, tags=["recflow", "daily"]
         ),
         retrain.to_deployment(
             name="weekly-retrain",
-            cron=WEEKLY_CRON,
+            cron=cron(WEEKLY_CRON),
             parameters={**retrain_params, "reason": "weekly"},
             tags=["recflow"],
         ),
@@ -249,37 +258,40 @@ def build_deployments(settings: Settings) -> list:
             ),
         ),
         daily_experiment_readout.to_deployment(
-            name="daily-experiment-readout", cron=READOUT_CRON, parameters=params, tags=["recflow", "daily"]
+            name="daily-experiment-readout", cron=cron(READOUT_CRON), parameters=params, tags=["recflow", "daily"]
         ),
     ]
 
 
-def runner_command(settings: Settings) -> list[str]:
+def runner_command(settings: Settings, schedules: bool = True) -> list[str]:
     """The command of the process that serves the deployments (`python -m flows.deployments ...`)."""
     import sys
 
     command = [sys.executable, "-m", "flows.deployments", "--profile", settings.profile]
     command += ["--home", str(settings.home.resolve())]
-    return command + (["--require-online-win"] if settings.experiments.require_online_win else [])
+    command += ["--require-online-win"] if settings.experiments.require_online_win else []
+    return command + ([] if schedules else ["--no-schedules"])
 
 
-def main(argv: list[str] | None = None) -> Settings:
-    """The settings of the deployments' process from its command line (`runner_command`)."""
+def main(argv: list[str] | None = None) -> tuple[Settings, bool]:
+    """The settings of the deployments' process from its command line (`runner_command`), and whether
+    its deployments keep their cron schedules."""
     import argparse
 
     parser = argparse.ArgumentParser(description="Serve recflow's Prefect deployments (PREFECT_API_URL).")
     parser.add_argument("--profile", default=None)
     parser.add_argument("--home", default=None)
     parser.add_argument("--require-online-win", action="store_true", help="experiments.require_online_win")
+    parser.add_argument("--no-schedules", action="store_true", help="runs on demand and by trigger only")
     args = parser.parse_args(argv)
-    return _settings(args.profile, args.home, args.require_online_win)
+    return _settings(args.profile, args.home, args.require_online_win), not args.no_schedules
 
 
-def serve_deployments(settings: Settings) -> None:
+def serve_deployments(settings: Settings, schedules: bool = True) -> None:
     """Register the deployments with the Prefect server (PREFECT_API_URL) and run them as they come due."""
     from prefect import serve
 
-    serve(*build_deployments(settings))
+    serve(*build_deployments(settings, schedules))
 
 
 # ---------------------------------------------------------------- `recflow up`
@@ -363,7 +375,7 @@ def platform_up(
         "--port",
         str(evidently_port),
     ]
-    runner = runner_command(settings)
+    runner = runner_command(settings, schedules=replay is None)  # a replay's days come from its clock
     logs = settings.home.resolve() / "logs"  # the children's output: the terminal keeps the platform's lines
     logs.mkdir(parents=True, exist_ok=True)
 
@@ -384,10 +396,12 @@ def platform_up(
             print(f"Prefect UI       http://127.0.0.1:{prefect_port}  (database: {database})")
             print(f"recommendations  http://{settings.serving.host}:{serving_port}/recommend")
             print(f"Evidently UI     http://127.0.0.1:{evidently_port}")
-            print(
-                f"deployments      daily ({DAILY_CRON}), weekly retrain ({WEEKLY_CRON}), "
-                f"retrain on {DRIFT_EVENT}",
+            crons = (
+                ("daily, weekly retrain (no schedules: the replay lands the days)")
+                if replay
+                else f"daily ({DAILY_CRON}), weekly retrain ({WEEKLY_CRON})"
             )
+            print(f"deployments      {crons}, retrain on {DRIFT_EVENT}")
             print(f"logs             {logs}/{{prefect,bentoml,evidently,deployments}}.log", flush=True)
             if replay is not None:
                 from flows.replay import replay_days
@@ -410,4 +424,4 @@ def platform_up(
 
 
 if __name__ == "__main__":
-    serve_deployments(main())
+    serve_deployments(*main())

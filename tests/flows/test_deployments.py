@@ -46,6 +46,14 @@ def test_three_deployments_with_schedules_and_the_drift_trigger(tiny_settings):
     assert (drift.parameters["reason"], age.parameters["reason"]) == ("drift", "age")
     assert drift.parameters["home"] == age.parameters["home"] == str(tiny_settings.home.resolve())
     assert not deployments["retrain-on-drift"].schedules
+    # the live replay's runner: no cron (its clock lands the days), the same runs on demand and triggers
+    command = runner_command(tiny_settings, schedules=False)
+    assert command[-1] == "--no-schedules" and "--no-schedules" not in runner_command(tiny_settings)
+    served, schedules = main(command[3:])
+    assert schedules is False and main(runner_command(tiny_settings)[3:])[1] is True
+    replayed = {d.name: d for d in build_deployments(served, schedules)}
+    assert set(replayed) == set(deployments) and not any(d.schedules for d in replayed.values())
+    assert [t.expect for t in replayed["retrain-on-drift"].triggers] == [{DRIFT_EVENT}, {AGE_EVENT}]
 
 
 def test_days_since_training_counts_from_the_newest_stored_model_promoted_or_not(tiny_settings, tmp_path):
@@ -74,7 +82,7 @@ def test_require_online_win_reaches_the_retraining_deployments(tiny_settings):
     settings.experiments.require_online_win = True  # what `recflow up --require-online-win` sets
     command = runner_command(settings)
     assert command[1:3] == ["-m", "flows.deployments"] and "--require-online-win" in command
-    served = main(command[3:])  # the settings the deployments' process reads from that command line
+    served, _ = main(command[3:])  # the settings the deployments' process reads from that command line
     assert served.experiments.require_online_win and served.home == settings.home.resolve()
     deployments = {d.name: d for d in build_deployments(served)}
     for name in ("weekly-retrain", "retrain-on-drift"):

@@ -45,12 +45,15 @@ def test_replay_lands_days_as_deployment_runs_and_a_drift_alarm_promotes(tmp_pat
             model = httpx.get(f"{service}/metadata", timeout=10).json()["model"]
             if runs[("retrain-on-drift", "COMPLETED")] >= 1 and model != first:
                 break
-            assert time.monotonic() < deadline, (runs, model, log.read_text()[-4000:])
+            runner = (home / "replay" / "logs" / "deployments.log").read_text()[-6000:]
+            assert time.monotonic() < deadline, (dict(runs), model, log.read_text()[-2000:], runner)
             time.sleep(3)
         lines = [line for line in log.read_text().splitlines() if line.startswith("2026-01-")]
         assert [line.split()[0] for line in lines] == ["2026-01-08", "2026-01-09", "2026-01-10"]
         assert "ALARM" not in lines[0] and "ALARM" in lines[1]  # day 8 (0-based) is the first drifted day
         assert runs[("daily-ingest-validate-drift", "COMPLETED")] >= 4  # the warm-up and three days
+        # no cron runs: the replay is the clock (a 02:00 run would land every day at once)
+        assert not [key for key in runs if key[1] == "SCHEDULED"], runs
         assert evidently_snapshots(home / "replay") >= 4
     finally:
         up.send_signal(signal.SIGTERM)
