@@ -239,7 +239,10 @@ def build_deployments(settings: Settings, schedules: bool = True) -> list:
     )
     return [
         daily_monitoring.to_deployment(
-            name="daily-ingest-validate-drift", cron=cron(DAILY_CRON), parameters=params, tags=["recflow", "daily"]
+            name="daily-ingest-validate-drift",
+            cron=cron(DAILY_CRON),
+            parameters=params,
+            tags=["recflow", "daily"],
         ),
         retrain.to_deployment(
             name="weekly-retrain",
@@ -258,7 +261,10 @@ def build_deployments(settings: Settings, schedules: bool = True) -> list:
             ),
         ),
         daily_experiment_readout.to_deployment(
-            name="daily-experiment-readout", cron=cron(READOUT_CRON), parameters=params, tags=["recflow", "daily"]
+            name="daily-experiment-readout",
+            cron=cron(READOUT_CRON),
+            parameters=params,
+            tags=["recflow", "daily"],
         ),
     ]
 
