@@ -148,7 +148,7 @@ def interactions(events: pd.DataFrame) -> pd.DataFrame:
             "user_id": users[first],
             "item_id": items[first],
             # `.array`, not `.to_numpy()`: a time-zone-aware column's numpy view is one object per row (slow)
-            "timestamp": pd.to_datetime(ev["timestamp"], utc=True).array[first],
+            "timestamp": pd.to_datetime(ev["timestamp"], utc=True, cache=False).array[first],
             "event_type": np.asarray(EVENT_TYPES, dtype=object)[strongest],
         }
     )
@@ -175,7 +175,7 @@ def event_sequences(events: pd.DataFrame, length: int) -> pd.DataFrame:
     new_user[1:] = users[1:] != users[:-1]
     start = np.maximum.accumulate(np.where(new_user, position, 0))
     low = np.maximum(start, position - length + 1)
-    stamps = pd.to_datetime(ev["timestamp"], utc=True).astype("datetime64[ns, UTC]")
+    stamps = pd.to_datetime(ev["timestamp"], utc=True, cache=False).astype("datetime64[ns, UTC]")
     # of several interactions at one timestamp only the last row is kept: build only the kept lists
     ns = stamps.to_numpy(dtype="datetime64[ns]").view(np.int64)
     last = np.ones(n, bool)
@@ -199,7 +199,7 @@ def _dense(daily: pd.DataFrame, key: str, entities: pd.Index, days: pd.DatetimeI
     """A (entity, day, column) array of the per-day values, zeros where nothing happened."""
     out = np.zeros((len(entities), len(days), len(cols)), dtype=np.float64)
     e = entities.get_indexer(daily[key])
-    d = days.get_indexer(pd.to_datetime(daily["day"], utc=True))
+    d = days.get_indexer(pd.to_datetime(daily["day"], utc=True, cache=False))
     keep = (e >= 0) & (d >= 0)
     out[e[keep], d[keep]] = daily[cols].to_numpy(dtype=np.float64)[keep]
     return out
@@ -231,7 +231,7 @@ def _distinct_in_window(
     if pairs.empty:
         return np.zeros((len(entities), n_days))
     p = pairs.assign(
-        e=entities.get_indexer(pairs[key]), d=days.get_indexer(pd.to_datetime(pairs["day"], utc=True))
+        e=entities.get_indexer(pairs[key]), d=days.get_indexer(pd.to_datetime(pairs["day"], utc=True, cache=False))
     )
     p = p[(p["e"] >= 0) & (p["d"] >= 0)].sort_values(["e", "category", "d"])
     nxt = p.groupby(["e", "category"])["d"].shift(-1).fillna(np.inf).to_numpy()
@@ -595,7 +595,7 @@ def training_timestamps(label_timestamps: pd.Series) -> pd.Series:
     timestamp would put the label item into its own input sequence; one microsecond earlier it
     cannot, while every earlier event (and every daily snapshot) is still visible.
     """
-    return pd.to_datetime(label_timestamps, utc=True) - ONE_MICROSECOND
+    return pd.to_datetime(label_timestamps, utc=True, cache=False) - ONE_MICROSECOND
 
 
 def _ts(values: pd.Series | pd.DatetimeIndex) -> pd.api.extensions.ExtensionArray:
@@ -604,11 +604,12 @@ def _ts(values: pd.Series | pd.DatetimeIndex) -> pd.api.extensions.ExtensionArra
     A `DatetimeArray`, not `.to_numpy()`: a time-zone-aware column's NumPy form is an object array of
     `Timestamp`s, built one at a time (15 s for a month of a 92k-product catalogue's daily rows).
     """
-    return pd.Series(pd.to_datetime(values, utc=True)).astype("datetime64[ns, UTC]").array
+    # cache=False: to_datetime's cache test iterates a sample of the values as Timestamps, one at a time
+    return pd.Series(pd.to_datetime(values, utc=True, cache=False)).astype("datetime64[ns, UTC]").array
 
 
 def _seconds(values: pd.Series) -> pd.Series:
-    ts = pd.to_datetime(values, utc=True).astype("datetime64[ns, UTC]")
+    ts = pd.to_datetime(values, utc=True, cache=False).astype("datetime64[ns, UTC]")
     return (ts - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
 
 

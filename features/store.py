@@ -184,7 +184,7 @@ def historical_features(store: FeatureStore, entity_df: pd.DataFrame, features) 
         raise ValueError(f"entity_df needs an 'event_timestamp' column; got {list(entity_df.columns)}")
     frame = entity_df.reset_index(drop=True)
     frame = frame.assign(
-        event_timestamp=pd.to_datetime(frame["event_timestamp"], utc=True),
+        event_timestamp=pd.to_datetime(frame["event_timestamp"], utc=True, cache=False),
         **{key: frame[key].astype("string") for key in ("user_id", "item_id") if key in frame.columns},
         **{ROW: np.arange(len(frame))},
     )

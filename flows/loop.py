@@ -15,6 +15,7 @@ did not change inside it).
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -150,9 +151,10 @@ def window_home(settings: Settings, days: Sequence[date], home: Path) -> Setting
 
     Every day is linked to the loop's validated batch, except the first: a folder of its own with the
     day's events linked and its catalogue and users as of that day (`read_snapshot`: a full snapshot is
-    a valid upsert).
+    a valid upsert), hard-linked to a file written once per state under `<settings.home>/snapshots`
+    (`snapshot_file`: a loop builds a window home a day).
     """
-    from recflow.data.batches import read_snapshot
+    from recflow.data.batches import snapshot_file
 
     if not days:
         raise ValueError(f"Cannot build a home for an empty window under {home}")
@@ -166,7 +168,11 @@ def window_home(settings: Settings, days: Sequence[date], home: Path) -> Setting
     folder.mkdir()
     (folder / "events.parquet").symlink_to((source / first.isoformat() / "events.parquet").resolve())
     for table in ("items", "users"):
-        read_snapshot(source, table, first).to_parquet(folder / f"{table}.parquet", index=False)
+        cached = snapshot_file(source, table, first, settings.home / "snapshots")
+        try:  # a hard link: the window keeps its file when the cache drops it
+            os.link(cached, folder / f"{table}.parquet")
+        except OSError:  # another file system
+            shutil.copyfile(cached, folder / f"{table}.parquet")
     for day in rest:
         (out.validated_dir / day.isoformat()).symlink_to((source / day.isoformat()).resolve())
     return out

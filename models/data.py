@@ -124,7 +124,7 @@ def split_by_time(events: pd.DataFrame, holdout_days: int, timezone: str = "UTC"
     """
     if events.empty:
         raise ValueError("No validated events: run ingestion and validation before training")
-    ts = pd.to_datetime(events["timestamp"], utc=True)
+    ts = pd.to_datetime(events["timestamp"], utc=True, cache=False)
     local = ts.dt.tz_convert(timezone)
     first_cut_day = (local.max().floor("D").tz_localize(None) - pd.Timedelta(days=holdout_days - 1)).date()
     cut = pd.Timestamp(first_cut_day).tz_localize(timezone).tz_convert("UTC")
@@ -208,7 +208,7 @@ def held_out(
     records: dict[str, list[tuple[str, float]]] = {}
     if not settings.exclude_purchased:
         days = (
-            (cut - pd.to_datetime(purchased["timestamp"], utc=True)).dt.total_seconds() / 86_400.0
+            (cut - pd.to_datetime(purchased["timestamp"], utc=True, cache=False)).dt.total_seconds() / 86_400.0
         ).to_numpy()
         for user, item, age in zip(
             purchased["user_id"].astype(str), purchased["item_id"].astype(str), days, strict=True
@@ -253,13 +253,13 @@ def build_training_data(settings: Settings, store: FeatureStore) -> tuple[FitDat
     valid = held_out(settings, store, split.cut, inter=inter)
     log.info("interactions: %d before the cut %s, %d in all", len(before), split.cut, len(inter))
 
-    fit_events = events[pd.to_datetime(events["timestamp"], utc=True) < split.cut]
+    fit_events = events[pd.to_datetime(events["timestamp"], utc=True, cache=False) < split.cut]
     available = set(catalogue.item_ids)
     records: dict[str, list[Bought] | None] = {"fit": None, "refit": None, "valid": None}
     if not settings.exclude_purchased:  # purchases stay recommendable: the buy-again source learns them
         fit_by_user = purchase_records(fit_events, catalogue, split.cut)
         refit_by_user = purchase_records(
-            events, catalogue, pd.to_datetime(events["timestamp"], utc=True).max()
+            events, catalogue, pd.to_datetime(events["timestamp"], utc=True, cache=False).max()
         )
         records = {
             "fit": [fit_by_user.get(u, Bought.empty()) for u in fit_rows],
@@ -300,7 +300,7 @@ def purchase_records(events: pd.DataFrame, catalogue: Catalogue, now: pd.Timesta
     ]
     if bought.empty:
         return {}
-    stamps = pd.to_datetime(bought["timestamp"], utc=True)
+    stamps = pd.to_datetime(bought["timestamp"], utc=True, cache=False)
     frame = pd.DataFrame(
         {
             "user": bought["user_id"].astype(str).to_numpy(),

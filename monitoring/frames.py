@@ -15,7 +15,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from recflow.data.batches import list_batches, read_events, read_snapshot
+from recflow.data.batches import batch_files, list_batches, read_events, read_snapshot
 from recflow.settings import Settings
 
 NUMERICAL_COLUMNS: tuple[str, ...] = (
@@ -145,9 +145,7 @@ def frames_for_days(
     if missing:
         raise ValueError(f"No validated batch for day(s) {missing} under {root}: validate them first")
     profile_days, ref_days = reference_days[:-n_ref], reference_days[-n_ref:]
-    ref_items, ref_users = (read_snapshot(root, t, ref_days[-1]) for t in ("items", "users"))
-    profile = build_profile(read_events(root, profile_days), ref_items)
-    reference = event_frame(read_events(root, ref_days), ref_items, ref_users, profile)
+    profile, reference = _reference(root, tuple(profile_days), tuple(ref_days))
     cur_items, cur_users = (read_snapshot(root, t, max(current_days)) for t in ("items", "users"))
     current = event_frame(read_events(root, current_days), cur_items, cur_users, profile)
     clock = [
@@ -156,6 +154,25 @@ def frames_for_days(
         if _one_date(cur_items if table == "items" else cur_users, date_column)
     ]
     return reference.drop(columns=clock), current.drop(columns=clock)
+
+
+REFERENCES_KEPT = 4
+_references: dict[tuple, tuple[Profile, pd.DataFrame]] = {}
+
+
+def _reference(root, profile_days: tuple[date, ...], ref_days: tuple[date, ...]) -> tuple[Profile, pd.DataFrame]:
+    """The profile and the reference frame of a training window, cached by the window and the identities
+    of the batch files under it: a loop checks each day against the same champion's window."""
+    key = (profile_days, ref_days, batch_files(root, ref_days[-1]))
+    if key in _references:
+        return _references[key]
+    ref_items, ref_users = (read_snapshot(root, t, ref_days[-1]) for t in ("items", "users"))
+    profile = build_profile(read_events(root, list(profile_days)), ref_items)
+    reference = event_frame(read_events(root, list(ref_days)), ref_items, ref_users, profile)
+    _references[key] = profile, reference
+    while len(_references) > REFERENCES_KEPT:
+        del _references[next(iter(_references))]
+    return profile, reference
 
 
 CLOCK_COLUMNS: dict[str, tuple[str, str]] = {

@@ -246,7 +246,7 @@ def day_evaluation(
     if held is None:
         held = held_out(settings, store, start, end, inter=inter, max_users=max_users)
     evaluation = evaluate_package(bundle, held, settings.serving, k)
-    ts = pd.to_datetime(events["timestamp"], utc=True)
+    ts = pd.to_datetime(events["timestamp"], utc=True, cache=False)
     quality = recommendation_quality(
         evaluation.served,
         events[(ts >= start) & (ts < end)],  # judged for the served users only

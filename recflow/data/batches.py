@@ -102,6 +102,13 @@ def _read_parquet(path: str, size: int, mtime_ns: int) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+@lru_cache(maxsize=512)
+def _read_conformed(path: str, size: int, mtime_ns: int, table: str) -> pd.DataFrame:
+    """A catalogue file in the contract's columns and types, cached by its identity like `_read_parquet`
+    (conforming costs more than reading a day's mostly empty upserts: a replay reads each a month long)."""
+    return conform(pd.read_parquet(path), table)
+
+
 def _catalogue_table(table: str) -> None:
     if table not in ("items", "users"):
         raise ValueError(f"Unknown catalogue table {table!r}: expected 'items' or 'users'")
@@ -118,7 +125,7 @@ def read_upserts(root: Path, table: str, day: date | None = None) -> pd.DataFram
     """
     _catalogue_table(table)
     frames = [
-        conform(_read_file(b.table(table)), table).assign(day=b.day)
+        _read_conformed(*_identity(b.table(table)), table).assign(day=b.day)
         for b in list_batches(root)
         if day is None or b.day <= day
     ]
@@ -145,6 +152,38 @@ def read_snapshot(root: Path, table: str, day: date | None = None) -> pd.DataFra
     _catalogue_table(table)
     files = tuple(_identity(b.table(table)) for b in batches)
     return _snapshot(table, files).copy()  # a copy: callers may change theirs
+
+
+def batch_files(root: Path, day: date) -> tuple[tuple[str, int, int], ...]:
+    """The identities (real path, size, modification time) of every batch file under `root` up to `day`:
+    a key for results computed from them that changes when a day is written again."""
+    return tuple(_identity(b.table(t)) for b in list_batches(root) if b.day <= day for t in TABLES)
+
+
+SNAPSHOT_FILES_KEPT = 8
+
+
+def snapshot_file(root: Path, table: str, day: date, folder: Path) -> Path:
+    """`read_snapshot(root, table, day)` as a parquet file under `folder`, written once per state.
+
+    The file is named by the identities of the batch files it folds, so a re-validated day gives a new
+    file; the `SNAPSHOT_FILES_KEPT` newest files of `table` stay, the older go. A loop that builds a
+    window home every day (`flows.loop.window_home`) links the file instead of writing the catalogue.
+    """
+    import hashlib
+
+    files = tuple(_identity(b.table(table)) for b in list_batches(root) if b.day <= day)
+    digest = hashlib.sha1(repr(files).encode()).hexdigest()[:16]
+    path = folder / f"{table}-{day.isoformat()}-{digest}.parquet"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        read_snapshot(root, table, day).to_parquet(tmp, index=False)
+        tmp.replace(path)
+        kept = sorted(folder.glob(f"{table}-*.parquet"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for old in kept[SNAPSHOT_FILES_KEPT:]:
+            old.unlink(missing_ok=True)
+    return path
 
 
 def _identity(path: Path) -> tuple[str, int, int]:
@@ -177,7 +216,7 @@ def _snapshot(table: str, files: tuple) -> pd.DataFrame:
             start = n
             break
     frames = [base] if base is not None else []
-    frames += [f for f in (conform(_read_parquet(*file), table) for file in files[start:]) if len(f)]
+    frames += [f for f in (_read_conformed(*file, table) for file in files[start:]) if len(f)]
     key = KEYS[table]
     if frames:
         rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
