@@ -231,7 +231,8 @@ def _distinct_in_window(
     if pairs.empty:
         return np.zeros((len(entities), n_days))
     p = pairs.assign(
-        e=entities.get_indexer(pairs[key]), d=days.get_indexer(pd.to_datetime(pairs["day"], utc=True, cache=False))
+        e=entities.get_indexer(pairs[key]),
+        d=days.get_indexer(pd.to_datetime(pairs["day"], utc=True, cache=False)),
     )
     p = p[(p["e"] >= 0) & (p["d"] >= 0)].sort_values(["e", "category", "d"])
     nxt = p.groupby(["e", "category"])["d"].shift(-1).fillna(np.inf).to_numpy()

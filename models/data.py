@@ -208,7 +208,8 @@ def held_out(
     records: dict[str, list[tuple[str, float]]] = {}
     if not settings.exclude_purchased:
         days = (
-            (cut - pd.to_datetime(purchased["timestamp"], utc=True, cache=False)).dt.total_seconds() / 86_400.0
+            (cut - pd.to_datetime(purchased["timestamp"], utc=True, cache=False)).dt.total_seconds()
+            / 86_400.0
         ).to_numpy()
         for user, item, age in zip(
             purchased["user_id"].astype(str), purchased["item_id"].astype(str), days, strict=True

@@ -160,7 +160,9 @@ REFERENCES_KEPT = 4
 _references: dict[tuple, tuple[Profile, pd.DataFrame]] = {}
 
 
-def _reference(root, profile_days: tuple[date, ...], ref_days: tuple[date, ...]) -> tuple[Profile, pd.DataFrame]:
+def _reference(
+    root, profile_days: tuple[date, ...], ref_days: tuple[date, ...]
+) -> tuple[Profile, pd.DataFrame]:
     """The profile and the reference frame of a training window, cached by the window and the identities
     of the batch files under it: a loop checks each day against the same champion's window."""
     key = (profile_days, ref_days, batch_files(root, ref_days[-1]))
