@@ -61,7 +61,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from flows.loop import (
     Champion,
@@ -71,7 +71,6 @@ from flows.loop import (
     retrain_and_gate,
     train_on_window,
     training_window,
-    validate_day_outcome,
     validated_days,
     window_home,
 )
@@ -236,6 +235,85 @@ def serving_store(sim: Settings, day: date, feature_days: int, folder: str = "se
     return serve, prepare_feature_store(serve, newest_days=SERVING_FEATURE_DAYS)
 
 
+_validator = None  # the day-preparing process's Great Expectations validator, made on its first day
+
+
+def prepare_day(sim: Settings, batch, feature_days: int, folder: str) -> tuple:
+    """Validate `batch` and build its day's serving store (`serving_store`) in `<sim.home>/<folder>`.
+
+    Runs in the replay's second process (`DayPreparer`) while the first scores, checks and retrains on
+    the day before: it reads and writes only the validated store up to `batch.day` and its own folder.
+
+    Returns:
+        `(outcome, seconds)`: the `features.validation.BatchOutcome` and `{"validate", "features"}`.
+    """
+    from features.validation import Validator, validate_batch
+
+    global _validator
+    if _validator is None:
+        _validator = Validator(sim)
+    t0 = time.perf_counter()
+    outcome = validate_batch(_validator, batch, sim)
+    t1 = time.perf_counter()
+    serving_store(sim, batch.day, feature_days, folder)
+    return outcome, {"validate": t1 - t0, "features": time.perf_counter() - t1}
+
+
+class DayPreparer:
+    """Prepares the next day in a second process while the loop works on the current one.
+
+    Day d + 1's validation and serving store need only the validated days up to d + 1, never what the
+    loop does with day d (scoring, drift, retraining read the days up to d), so on two cores they run
+    side by side. The serving stores alternate between two folders (`serving-0`, `serving-1`): the one
+    the loop reads is never the one being rebuilt. Days are validated in order, one at a time, as
+    without it. `ahead=False` prepares each day in the loop's own process when it is due.
+    """
+
+    def __init__(self, sim: Settings, batches: list, feature_days: int, ahead: bool = True) -> None:
+        self.sim, self.batches, self.feature_days = sim, batches, feature_days
+        self.pool = None
+        if ahead and len(batches) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self.next = self._submit(0)
+
+    def _submit(self, i: int):
+        if i >= len(self.batches):
+            return None
+        args = (self.sim, self.batches[i], self.feature_days, f"serving-{i % 2}")
+        return self.pool.submit(prepare_day, *args) if self.pool is not None else args
+
+    def day(self, i: int):
+        """Day `i`'s `(outcome, seconds, serve, store)`; starts preparing day `i + 1`. `seconds` has
+        `wait`: how long the loop waited for the day."""
+        from features.store import open_store
+
+        t = time.perf_counter()
+        pending = self.next
+        outcome, seconds = pending.result() if self.pool is not None else prepare_day(*pending)
+        seconds["wait"] = time.perf_counter() - t
+        self.next = self._submit(i + 1)
+        serve = type(self.sim).model_validate(
+            {**self.sim.model_dump(), "home": self.sim.home / f"serving-{i % 2}"}
+        )
+        return outcome, seconds, serve, open_store(serve)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
+def history_before(sim: Settings, day: date, history_days: int) -> pd.DataFrame:
+    """The validated events of the `history_days` days before `day`, never `day`'s own or later ones
+    (the day preparer may have validated `day` already while the first champion trained)."""
+    from recflow.data.batches import read_events
+
+    oldest = day - timedelta(history_days)
+    return read_events(sim.validated_dir, [d for d in validated_days(sim) if oldest <= d < day])
+
+
 def check_holdout(holdout_days: int, train_days: int) -> None:
     """Raise ValueError unless `holdout_days` leaves days of a `train_days` window to learn."""
     if not 0 < holdout_days < train_days:
@@ -289,6 +367,7 @@ def replay_flow(
     holdout_days: int = REPLAY_HOLDOUT_DAYS,
     dashboards: bool = False,
     progress: Path | None = None,
+    prepare_ahead: bool = True,
 ) -> dict:
     """Replay the source's days from `start` to `end` under each of `policies` (see the module docstring).
 
@@ -306,6 +385,9 @@ def replay_flow(
         dashboards: log the first policy's drift and quality per day into the Evidently workspace.
         progress: a JSON file rewritten after every day with the days so far and their summaries (a
             run cut short still leaves its figures).
+        prepare_ahead: validate the next day and build its serving store in a second process while
+            this one works on the day (`DayPreparer`); the days' `validate` and `features` seconds are
+            then that process's, and `wait` is how long the loop waited for them.
 
     Returns:
         `{"source", "start", "end", "train_days", "policies": {name: summary}, "days": [...], "validation"}`.
@@ -331,76 +413,80 @@ def replay_flow(
         f"validated {len(before)} days before {days[0]}: {sum(o.rows_in for o in before):,} rows in "
         f"{time.perf_counter() - t:.1f} s"
     )
-    first_window = training_window(validated_days(sim), days[0] - timedelta(days=1), train_days)
-    t = time.perf_counter()
-    first = train_on_window(sim, first_window, "initial")
-    print(
-        f"first champion trained on {first_window[0]}..{first_window[-1]} in {time.perf_counter() - t:.0f} s"
-    )
-    runs = []
-    for name in policies:
-        own = policy_settings(sim, name)
-        tag = save_to_model_store(
-            own, first.bundle_path, {"replay": {"policy": name, "trained_on": "initial"}}
+    replayed = [b for b in batches if days[0] <= b.day <= days[-1]]
+    # the first day is prepared while the first champion trains
+    preparer = DayPreparer(sim, replayed, feature_days, ahead=prepare_ahead)
+    try:
+        first_window = training_window(validated_days(sim), days[0] - timedelta(days=1), train_days)
+        t = time.perf_counter()
+        first = train_on_window(sim, first_window, "initial")
+        print(
+            f"first champion trained on {first_window[0]}..{first_window[-1]} in {time.perf_counter() - t:.0f} s"
         )
-        promote(own, tag)
-        champion = Champion(tag, first.bundle_path, first_window, load_bundle(first.bundle_path))
-        runs.append(
-            PolicyRun(Policy(name, cooldown=cooldown, max_age=max_age), own, champion, first_window[-1])
-        )
-    opened = open_project(sim) if dashboards else None
-    events = read_events(
-        sim.validated_dir, [d for d in validated_days(sim) if d >= days[0] - timedelta(history_days)]
-    )
-    rows_validated, validation_seconds = 0, 0.0
-    for batch in [b for b in batches if days[0] <= b.day <= days[-1]]:
-        day = batch.day
-        t0 = time.perf_counter()
-        outcome = validate_day_outcome(sim, validator, batch)
-        t1 = time.perf_counter()
-        validation_seconds += t1 - t0
-        rows_validated += outcome.rows_in
-        serve, store = serving_store(sim, day, feature_days)
-        t2 = time.perf_counter()
-        oldest = pd.Timestamp(day - timedelta(days=history_days), tz="UTC")
-        today = read_events(sim.validated_dir, [day])
-        events = pd.concat([events[events["timestamp"] >= oldest], today])
-        events = events.reset_index(drop=True)
-        inter = weighted_interactions(events, sim)
-        held = day_users(serve, store, day, inter)  # the households every policy's champion serves
-        t3 = time.perf_counter()
-        whole = t3 - t0
-        shared = {"validate": t1 - t0, "features": t2 - t1, "households": t3 - t2}
-        for run in runs:
-            t4 = time.perf_counter()
-            record, quality, drift = replay_day(
-                run,
-                sim,
-                serve,
-                store,
-                day,
-                events,
-                inter,
-                train_days,
-                held=held,
-                quiet=today.empty,
-                feature_days=feature_days,
+        runs = []
+        for name in policies:
+            own = policy_settings(sim, name)
+            tag = save_to_model_store(
+                own, first.bundle_path, {"replay": {"policy": name, "trained_on": "initial"}}
             )
-            record.seconds = round(whole / len(runs) + time.perf_counter() - t4, 2)
-            record.shared_seconds = round(whole, 2)
-            record.stage_seconds = {
-                name: round(value, 2) for name, value in {**shared, **record.stage_seconds}.items()
-            }
-            if opened is not None and run is runs[0]:
-                log_batch(
-                    sim, drift, quality if quality.users else None, _stamp(day), day.isoformat(), opened
+            promote(own, tag)
+            champion = Champion(tag, first.bundle_path, first_window, load_bundle(first.bundle_path))
+            runs.append(
+                PolicyRun(Policy(name, cooldown=cooldown, max_age=max_age), own, champion, first_window[-1])
+            )
+        opened = open_project(sim) if dashboards else None
+        events = history_before(sim, days[0], history_days)
+        rows_validated, validation_seconds = 0, 0.0
+        for i, batch in enumerate(replayed):
+            day = batch.day
+            t0 = time.perf_counter()
+            outcome, prepared, serve, store = preparer.day(i)  # validated, its serving store built
+            if not outcome.success:
+                get_run_logger().error("batch %s quarantined: %s", outcome.day, outcome.reason)
+            validation_seconds += prepared["validate"]
+            rows_validated += outcome.rows_in
+            t2 = time.perf_counter()
+            oldest = pd.Timestamp(day - timedelta(days=history_days), tz="UTC")
+            today = read_events(sim.validated_dir, [day])
+            events = pd.concat([events[events["timestamp"] >= oldest], today])
+            events = events.reset_index(drop=True)
+            inter = weighted_interactions(events, sim)
+            held = day_users(serve, store, day, inter)  # the households every policy's champion serves
+            t3 = time.perf_counter()
+            whole = t3 - t0
+            shared = {**prepared, "households": t3 - t2}
+            for run in runs:
+                t4 = time.perf_counter()
+                record, quality, drift = replay_day(
+                    run,
+                    sim,
+                    serve,
+                    store,
+                    day,
+                    events,
+                    inter,
+                    train_days,
+                    held=held,
+                    quiet=today.empty,
+                    feature_days=feature_days,
                 )
-            print(day_line(record, k), flush=True)
-        if progress is not None:
-            progress.parent.mkdir(parents=True, exist_ok=True)
-            summaries = {run.policy.name: summarise(run.records, k) for run in runs}
-            days_so_far = [r.to_dict(k) for run in runs for r in run.records]
-            progress.write_text(json.dumps({"policies": summaries, "days": days_so_far}, indent=1))
+                record.seconds = round(whole / len(runs) + time.perf_counter() - t4, 2)
+                record.shared_seconds = round(whole, 2)
+                record.stage_seconds = {
+                    name: round(value, 2) for name, value in {**shared, **record.stage_seconds}.items()
+                }
+                if opened is not None and run is runs[0]:
+                    log_batch(
+                        sim, drift, quality if quality.users else None, _stamp(day), day.isoformat(), opened
+                    )
+                print(day_line(record, k), flush=True)
+            if progress is not None:
+                progress.parent.mkdir(parents=True, exist_ok=True)
+                summaries = {run.policy.name: summarise(run.records, k) for run in runs}
+                days_so_far = [r.to_dict(k) for run in runs for r in run.records]
+                progress.write_text(json.dumps({"policies": summaries, "days": days_so_far}, indent=1))
+    finally:
+        preparer.close()
     summaries = {run.policy.name: summarise(run.records, k) for run in runs}
     return {
         "source": sim.data.source,
@@ -700,6 +786,7 @@ def run_replay(
     feature_days: int = 31,
     holdout_days: int = REPLAY_HOLDOUT_DAYS,
     command: str | None = None,
+    prepare_ahead: bool = True,
 ) -> dict:
     """Run the replay flow for `policy` (`policy_names`), write the JSON (with several policies also a
     Markdown table, a PNG chart and the first policy's days in the dashboards); print the summary."""
@@ -718,6 +805,7 @@ def run_replay(
         holdout_days=holdout_days,
         dashboards=len(policies) > 1,
         progress=json_out.with_suffix(".partial.json"),
+        prepare_ahead=prepare_ahead,
     )
     result["seconds"] = round(time.perf_counter() - t, 1)
     result["command"] = command

@@ -502,6 +502,13 @@ def replay(
         ),
     ] = 31,
     holdout_days: HoldoutDaysOpt = REPLAY_HOLDOUT_DAYS,
+    prepare_ahead: Annotated[
+        bool,
+        typer.Option(
+            help="validate the next day and build its serving store in a second process while the "
+            "day is scored, checked and retrained on (two cores)"
+        ),
+    ] = True,
     profile: ProfileOpt = None,
     home: HomeOpt = None,
     data: DataOpt = None,
@@ -548,6 +555,7 @@ def replay(
         + ([f"--max-age {max_age}"] if max_age is not None else [])
         + ([f"--feature-days {feature_days}"] if feature_days != 31 else [])
         + ([f"--holdout-days {holdout_days}"] if holdout_days != REPLAY_HOLDOUT_DAYS else [])
+        + ([] if prepare_ahead else ["--no-prepare-ahead"])
         + ([f"--profile {profile}"] if profile else [])
         + ([f"--home {home}"] if home else [])
         + [f"--json {json_out}"]
@@ -565,6 +573,7 @@ def replay(
             feature_days=feature_days,
             holdout_days=holdout_days,
             command=command,
+            prepare_ahead=prepare_ahead,
         )
 
 

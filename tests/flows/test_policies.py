@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date, timedelta
 
+import pandas as pd
 import pytest
 from completejourney_data import COMPLETEJOURNEY_FIRST_DAY, write_completejourney_folder
 from typer.testing import CliRunner
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 from flows.policies import (
     DayRecord,
     Policy,
+    history_before,
     markdown_table,
     policy_settings,
     replay_days,
@@ -243,3 +245,35 @@ def test_replay_command_writes_the_policies_and_scores_before_learning(tmp_path,
     assert metadata["stages"]["co-occurrence"]["kept"] is True
     assert metadata["hyperparameters"]["cooccurrence"] == first["hyperparameters"]["cooccurrence"]
     assert len({d["serving_model"] for d in never}) == 1
+
+
+def test_days_prepared_ahead_in_a_second_process_score_as_prepared_in_turn(tmp_path):
+    """The next day validated and its store built while the day is scored: the same figures, and the
+    first replayed day (validated while the first champion trains) is not in its own history."""
+    from flows.policies import replay_flow
+
+    folder = tmp_path / "cj"
+    write_completejourney_folder(folder, households=30, days=12)
+    start = date.fromisoformat(COMPLETEJOURNEY_FIRST_DAY) + timedelta(days=8)
+    runs = {}
+    for ahead in (True, False):
+        settings = load_settings(
+            "tiny", home=tmp_path / f"home-{ahead}", data={"source": f"completejourney:{folder}"}
+        )
+        runs[ahead] = replay_flow(
+            settings, ["never"], start=start, train_days=7, holdout_days=2, prepare_ahead=ahead
+        )
+    figures = {
+        ahead: [(d["day"], d["users"], d["recall@10"], d["ndcg@10"], d["drift_share"]) for d in r["days"]]
+        for ahead, r in runs.items()
+    }
+    assert len(figures[True]) == 4 and any(f[3] is not None for f in figures[True])
+    assert figures[True] == figures[False]
+    assert runs[True]["validation"]["rows"] == runs[False]["validation"]["rows"] > 0
+    # the replay's history starts before the first replayed day even once that day is validated
+    sim = replay_settings(load_settings("tiny", home=tmp_path / "home-True"))
+    history = history_before(sim, start, 91)
+    assert len(history) and history["timestamp"].max() < pd.Timestamp(start, tz="America/New_York")
+    assert len(history_before(sim, start + timedelta(days=3), 91)) > len(history)  # the replayed days
+    waited = [d["stage_seconds"]["wait"] for d in runs[True]["days"]]
+    assert all(w >= 0 for w in waited) and all("features" in d["stage_seconds"] for d in runs[True]["days"])
