@@ -550,8 +550,9 @@ def sparse_top(
 ) -> SparseTop:
     """Each user's `n` best rows of `scores + tie_break` (excluded rows dropped), best first, ties by row.
 
-    Exact: a row outside a user's nonzero scores is worth its tie-break alone, so the best of those
-    are among the first `n + excluded + nonzero` rows of `tie_order` (all rows by tie-break, best first).
+    Exact: a row outside a user's nonzero scores is worth its tie-break alone, so the best of those are
+    the first `n` rows of `tie_order` (all rows by tie-break, best first) that are neither scored nor
+    excluded (`_first_free` reads only as far as it needs); they merge with the best scored rows.
     """
     scores = sparse.csr_matrix(scores)
     scores.sum_duplicates()  # sorted, unique column indices per row
