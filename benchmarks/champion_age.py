@@ -69,7 +69,7 @@ def run_champion_age(
         )
     check_holdout(holdout_days, train_days)
     sim = replay_settings(settings, holdout_days)
-    sim = type(sim).model_validate({**sim.model_dump(), "home": settings.home / AGE_DIR})
+    sim = sim.with_home(settings.home / AGE_DIR)
     k = sim.train.k
     t0 = time.perf_counter()
     batches = land_history.fn(sim)

@@ -160,7 +160,7 @@ def window_home(settings: Settings, days: Sequence[date], home: Path) -> Setting
         raise ValueError(f"Cannot build a home for an empty window under {home}")
     if home.exists():
         shutil.rmtree(home)
-    out = type(settings).model_validate({**settings.model_dump(), "home": home})
+    out = settings.with_home(home)
     out.validated_dir.mkdir(parents=True)
     first, *rest = sorted(days)
     source = settings.validated_dir

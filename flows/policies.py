@@ -218,7 +218,7 @@ def replay_settings(settings: Settings, holdout_days: int = REPLAY_HOLDOUT_DAYS)
 
 def policy_settings(sim: Settings, name: str) -> Settings:
     """A policy's own home under the replay's (`policies/<name>`): its model store and training runs."""
-    return type(sim).model_validate({**sim.model_dump(), "home": sim.home / "policies" / name})
+    return sim.with_home(sim.home / "policies" / name)
 
 
 def serving_store(sim: Settings, day: date, feature_days: int, folder: str = "serving"):
@@ -295,9 +295,7 @@ class DayPreparer:
         outcome, seconds = pending.result() if self.pool is not None else prepare_day(*pending)
         seconds["wait"] = time.perf_counter() - t
         self.next = self._submit(i + 1)
-        serve = type(self.sim).model_validate(
-            {**self.sim.model_dump(), "home": self.sim.home / f"serving-{i % 2}"}
-        )
+        serve = self.sim.with_home(self.sim.home / f"serving-{i % 2}")
         return outcome, seconds, serve, open_store(serve)
 
     def close(self) -> None:

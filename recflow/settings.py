@@ -351,6 +351,10 @@ class Settings(BaseSettings):
         """The Evidently workspace (snapshots and dashboards) that the monitoring flows write and the UI reads."""
         return self.home / "evidently"
 
+    def with_home(self, home: Path) -> Settings:
+        """The same settings, validated again, with every folder under `home` (a window, a policy)."""
+        return type(self).model_validate({**self.model_dump(), "home": home})
+
 
 PROFILES: dict[str, dict] = {
     # A few hundred rows: for tests and smoke runs.
