@@ -403,7 +403,7 @@ def platform_up(
             print(f"recommendations  http://{settings.serving.host}:{serving_port}/recommend")
             print(f"Evidently UI     http://127.0.0.1:{evidently_port}")
             crons = (
-                ("daily, weekly retrain (no schedules: the replay lands the days)")
+                "daily, weekly retrain (no schedules: the replay lands the days)"
                 if replay
                 else f"daily ({DAILY_CRON}), weekly retrain ({WEEKLY_CRON})"
             )

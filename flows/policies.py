@@ -235,25 +235,29 @@ def serving_store(sim: Settings, day: date, feature_days: int, folder: str = "se
     return serve, prepare_feature_store(serve, newest_days=SERVING_FEATURE_DAYS)
 
 
-_validator = None  # the day-preparing process's Great Expectations validator, made on its first day
+_worker_validator = None  # the day-preparing process's validator (the process serves one replay)
 
 
-def prepare_day(sim: Settings, batch, feature_days: int, folder: str) -> tuple:
+def prepare_day(sim: Settings, batch, feature_days: int, folder: str, validator=None) -> tuple:
     """Validate `batch` and build its day's serving store (`serving_store`) in `<sim.home>/<folder>`.
 
     Runs in the replay's second process (`DayPreparer`) while the first scores, checks and retrains on
     the day before: it reads and writes only the validated store up to `batch.day` and its own folder.
+    `validator`: the loop's own `features.validation.Validator` when it runs in the loop's process;
+    None in the second process, which makes its own on its first day.
 
     Returns:
         `(outcome, seconds)`: the `features.validation.BatchOutcome` and `{"validate", "features"}`.
     """
     from features.validation import Validator, validate_batch
 
-    global _validator
-    if _validator is None:
-        _validator = Validator(sim)
+    global _worker_validator
+    if validator is None:
+        if _worker_validator is None:
+            _worker_validator = Validator(sim)
+        validator = _worker_validator
     t0 = time.perf_counter()
-    outcome = validate_batch(_validator, batch, sim)
+    outcome = validate_batch(validator, batch, sim)
     t1 = time.perf_counter()
     serving_store(sim, batch.day, feature_days, folder)
     return outcome, {"validate": t1 - t0, "features": time.perf_counter() - t1}
@@ -266,11 +270,14 @@ class DayPreparer:
     loop does with day d (scoring, drift, retraining read the days up to d), so on two cores they run
     side by side. The serving stores alternate between two folders (`serving-0`, `serving-1`): the one
     the loop reads is never the one being rebuilt. Days are validated in order, one at a time, as
-    without it. `ahead=False` prepares each day in the loop's own process when it is due.
+    without it. `ahead=False` prepares each day in the loop's own process when it is due, with the
+    loop's `validator`.
     """
 
-    def __init__(self, sim: Settings, batches: list, feature_days: int, ahead: bool = True) -> None:
-        self.sim, self.batches, self.feature_days = sim, batches, feature_days
+    def __init__(
+        self, sim: Settings, batches: list, feature_days: int, validator, ahead: bool = True
+    ) -> None:
+        self.sim, self.batches, self.feature_days, self.validator = sim, batches, feature_days, validator
         self.pool = None
         if ahead and len(batches) > 1:
             import multiprocessing
@@ -292,7 +299,10 @@ class DayPreparer:
 
         t = time.perf_counter()
         pending = self.next
-        outcome, seconds = pending.result() if self.pool is not None else prepare_day(*pending)
+        if self.pool is not None:
+            outcome, seconds = pending.result()
+        else:
+            outcome, seconds = prepare_day(*pending, validator=self.validator)
         seconds["wait"] = time.perf_counter() - t
         self.next = self._submit(i + 1)
         serve = self.sim.with_home(self.sim.home / f"serving-{i % 2}")
@@ -413,7 +423,7 @@ def replay_flow(
     )
     replayed = [b for b in batches if days[0] <= b.day <= days[-1]]
     # the first day is prepared while the first champion trains
-    preparer = DayPreparer(sim, replayed, feature_days, ahead=prepare_ahead)
+    preparer = DayPreparer(sim, replayed, feature_days, validator, ahead=prepare_ahead)
     try:
         first_window = training_window(validated_days(sim), days[0] - timedelta(days=1), train_days)
         t = time.perf_counter()

@@ -97,7 +97,7 @@ def _read_file(path: Path) -> pd.DataFrame:
     return _read_parquet(*_identity(path))
 
 
-@lru_cache(maxsize=512)  # a year of daily batches' catalogue tables; a month's of all three
+@lru_cache(maxsize=512)  # a year of daily batches' events (catalogue files: `_read_conformed`)
 def _read_parquet(path: str, size: int, mtime_ns: int) -> pd.DataFrame:
     return pd.read_parquet(path)
 
@@ -150,14 +150,17 @@ def read_snapshot(root: Path, table: str, day: date | None = None) -> pd.DataFra
         when = "" if day is None else f" on or before {day}"
         raise FileNotFoundError(f"no batches{when} under {root}: run ingestion first")
     _catalogue_table(table)
-    files = tuple(_identity(b.table(table)) for b in batches)
-    return _snapshot(table, files).copy()  # a copy: callers may change theirs
+    return _snapshot(table, _files(batches, (table,))).copy()  # a copy: callers may change theirs
 
 
-def batch_files(root: Path, day: date) -> tuple[tuple[str, int, int], ...]:
-    """The identities (real path, size, modification time) of every batch file under `root` up to `day`:
-    a key for results computed from them that changes when a day is written again."""
-    return tuple(_identity(b.table(t)) for b in list_batches(root) if b.day <= day for t in TABLES)
+def batch_files(root: Path, day: date, tables: Iterable[str] = tuple(TABLES)) -> tuple:
+    """The identities (real path, size, modification time) of the batch files of `tables` under `root` up
+    to `day`: a key for results computed from them that changes when a day is written again."""
+    return _files([b for b in list_batches(root) if b.day <= day], tables)
+
+
+def _files(batches: list[Batch], tables: Iterable[str]) -> tuple[tuple[str, int, int], ...]:
+    return tuple(_identity(b.table(t)) for b in batches for t in tables)
 
 
 SNAPSHOT_FILES_KEPT = 8
@@ -172,8 +175,7 @@ def snapshot_file(root: Path, table: str, day: date, folder: Path) -> Path:
     """
     import hashlib
 
-    files = tuple(_identity(b.table(table)) for b in list_batches(root) if b.day <= day)
-    digest = hashlib.sha1(repr(files).encode()).hexdigest()[:16]
+    digest = hashlib.sha1(repr(batch_files(root, day, (table,))).encode()).hexdigest()[:16]
     path = folder / f"{table}-{day.isoformat()}-{digest}.parquet"
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
