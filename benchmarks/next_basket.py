@@ -40,6 +40,7 @@ from rich.console import Console
 from scipy import sparse
 
 from models.evaluate import basket_metrics
+from models.neighbours import tifu_vectors
 from recflow.data.completejourney import purchase_events, read_transactions
 
 K = 10
@@ -258,46 +259,6 @@ TIFU_GRID: dict[str, tuple] = {
 """The validation grid: the ranges the TIFU-KNN paper and the Reality Check searched, coarsened. It is
 searched in two stages: the vector's decays and groups with every alpha at `TifuParams.neighbours`, then
 the number of neighbours with every alpha for the chosen vector."""
-
-
-def tifu_vectors(
-    histories: Sequence[Sequence[np.ndarray]],
-    n_items: int,
-    within_decay: float,
-    group_decay: float,
-    groups: int,
-) -> sparse.csr_matrix:
-    """The households' temporal item-frequency vectors, `[n_households, n_items]`.
-
-    A history of n baskets is cut into g = min(n, m) groups of consecutive baskets (sizes differ by at
-    most one, the larger ones last); basket j weighs r_b^(n-1-j); a group is the mean of its weighted
-    baskets (multi-hot); the vector is (1/g) * sum_i r_g^(m-1-i) * group_i, as in the authors' code.
-    """
-    rows, cols, vals = [], [], []
-    for u, history in enumerate(histories):
-        n = len(history)
-        if n == 0:
-            continue
-        g = min(n, groups)
-        base, extra = divmod(n, g)
-        sizes = np.array([base] * (g - extra) + [base + 1] * extra)
-        group_of = np.repeat(np.arange(g), sizes)
-        weight = (
-            within_decay ** (n - 1 - np.arange(n))
-            / sizes[group_of]
-            * group_decay ** (groups - 1 - group_of)
-            / g
-        )
-        lengths = [len(b) for b in history]
-        rows.append(np.full(sum(lengths), u))
-        cols.append(np.concatenate(history))
-        vals.append(np.repeat(weight, lengths))
-    if not rows:
-        return sparse.csr_matrix((len(histories), n_items))
-    matrix = sparse.coo_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(len(histories), n_items)
-    )
-    return matrix.tocsr()  # duplicates (an item in several baskets) are summed
 
 
 def neighbour_order(vectors: sparse.csr_matrix) -> np.ndarray:

@@ -12,6 +12,8 @@ Layout of a bundle folder::
     popular.json         {"global": [item_id, ...], "by_region": {region: [item_id, ...]}} (cold start)
     repurchase_days.npy  each item's median days between two purchases by one user (NaN: never re-bought;
                          only in packages with the buy-again source, `models.buy_again`)
+    neighbours.npz       the fitted households' TIFU vectors (scipy sparse; only in packages with the
+                         household-neighbour source, `models.neighbours`)
 
 `ModelBundle.load(path)` rebuilds every model from the hyperparameters and loads the weights; the
 one scoring path over it is `models.scorer.BatchScorer`.
@@ -31,6 +33,7 @@ from scipy import sparse
 from models.catalogue import Catalogue
 from models.config import PipelineConfig
 from models.cooccurrence import CooccurrenceModel
+from models.neighbours import Neighbours
 from models.ranker import CandidateRanker
 from models.sequential import SequentialRetrieval
 
@@ -64,6 +67,8 @@ class ModelBundle:
         ranker: the DCN-v2 ranker, or None when it did not beat the merged candidate order.
         repurchase_days: each item's typical repurchase interval in days (NaN = unknown), for the
             buy-again source's ranker features; None in packages without it.
+        neighbours: the fitted households' vectors (`models.neighbours.Neighbours`) of the
+            household-neighbour source; None in packages without it.
     """
 
     metadata: dict[str, Any]
@@ -75,6 +80,7 @@ class ModelBundle:
     popular: dict[str, Any]
     ranker: CandidateRanker | None = None
     repurchase_days: np.ndarray | None = None
+    neighbours: Neighbours | None = None
 
     def __post_init__(self) -> None:
         missing = [k for k in METADATA_KEYS if k not in self.metadata]
@@ -86,6 +92,11 @@ class ModelBundle:
                 f"{n} catalogue items but {len(self.item_embeddings)} embeddings and "
                 f"{len(self.popularity)} popularity counts: they must align"
             )
+        if self.neighbours is not None and self.neighbours.vectors.shape[1] != n:
+            raise ValueError(
+                f"{n} catalogue items but household vectors over {self.neighbours.vectors.shape[1]}: "
+                "they must align"
+            )
         self.item_embeddings = np.ascontiguousarray(self.item_embeddings, dtype=np.float32)
         self.metadata = json.loads(json.dumps(self.metadata, default=str))  # as saved: lists, not tuples
         self._config = PipelineConfig.from_dict(self.metadata["hyperparameters"])
@@ -94,6 +105,12 @@ class ModelBundle:
     def config(self) -> PipelineConfig:
         """The hyperparameters the models were built with."""
         return self._config
+
+    def set_config(self, config: PipelineConfig) -> None:
+        """Replace the hyperparameters (metadata included) with choices made after the models were built
+        (the fusion weight, chosen once the ranker is)."""
+        self.metadata["hyperparameters"] = json.loads(json.dumps(config.to_dict(), default=str))
+        self._config = PipelineConfig.from_dict(self.metadata["hyperparameters"])
 
     @property
     def version(self) -> str:
@@ -127,6 +144,8 @@ class ModelBundle:
         (path / "popular.json").write_text(json.dumps(self.popular, indent=2))
         if self.repurchase_days is not None:
             np.save(path / "repurchase_days.npy", self.repurchase_days)
+        if self.neighbours is not None:
+            sparse.save_npz(path / "neighbours.npz", self.neighbours.vectors)
         if self.ranker is not None:
             (path / "ranker").mkdir(exist_ok=True)
             self.ranker.save_weights(str(path / "ranker" / "weights"))
@@ -176,6 +195,11 @@ class ModelBundle:
             ranker=ranker,
             repurchase_days=(
                 np.load(path / "repurchase_days.npy") if (path / "repurchase_days.npy").exists() else None
+            ),
+            neighbours=(
+                Neighbours(sparse.load_npz(path / "neighbours.npz"))
+                if (path / "neighbours.npz").exists()
+                else None
             ),
         )
 

@@ -2,7 +2,7 @@
 
 A package holds a two-tower (`SequentialConfig`), a co-occurrence model (`CooccurrenceParams`,
 chosen on validation), popularity counts, a buy-again source where it was fitted with purchase
-records (`BuyAgainConfig`) and, when it earned its place, a ranker (`RankerConfig`).
+records (`BuyAgainConfig`) with the household-neighbour source beside it (`NeighbourConfig`) and, when it earned its place, a ranker (`RankerConfig`).
 `PipelineConfig.from_settings` reads what `settings.train` asks for; `to_dict` / `from_dict` are
 what a bundle's `metadata.json` stores as `hyperparameters`, so any package can be rebuilt.
 """
@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from models.buy_again import BuyAgainConfig
 from models.cooccurrence import CooccurrenceParams
+from models.neighbours import NeighbourConfig
 from models.ranker import RankerConfig
 from models.sequential import SequentialConfig
 from recflow.settings import Settings
@@ -20,12 +21,18 @@ from recflow.settings import Settings
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """Everything that rebuilds a package's models, apart from the data-derived arrays."""
+    """Everything that rebuilds a package's models, apart from the data-derived arrays.
+
+    `neighbour_source` asks a fit with purchase records for the household-neighbour source too;
+    `neighbours.enabled` says whether the package has it.
+    """
 
     two_tower: SequentialConfig = field(default_factory=SequentialConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     cooccurrence: CooccurrenceParams = field(default_factory=CooccurrenceParams)
     buy_again: BuyAgainConfig = field(default_factory=BuyAgainConfig)
+    neighbours: NeighbourConfig = field(default_factory=NeighbourConfig)
+    neighbour_source: bool = True
     event_weights: dict[str, float] = field(
         default_factory=lambda: {"view": 1.0, "add_to_cart": 2.0, "purchase": 3.0}
     )
@@ -55,6 +62,8 @@ class PipelineConfig:
             )
         if isinstance(kept.get("buy_again"), dict):
             kept["buy_again"] = BuyAgainConfig.from_dict(kept["buy_again"])
+        if isinstance(kept.get("neighbours"), dict):
+            kept["neighbours"] = NeighbourConfig.from_dict(kept["neighbours"])
         return cls(**kept)
 
     @classmethod
@@ -88,6 +97,7 @@ class PipelineConfig:
             ranker=ranker,
             event_weights=dict(t.event_weights),
             buy_again=BuyAgainConfig(min_discoveries=t.min_discoveries),
+            neighbour_source=t.household_neighbours,
             tuning_users=t.tuning_users,
             report_share=t.report_share,
             ranker_alpha=t.ranker_alpha,
@@ -102,3 +112,7 @@ class PipelineConfig:
     def with_buy_again(self, params: BuyAgainConfig) -> PipelineConfig:
         """The same config with the buy-again source as fitted (on, and its half-life chosen on validation)."""
         return replace(self, buy_again=params)
+
+    def with_neighbours(self, params: NeighbourConfig) -> PipelineConfig:
+        """The same config with the household-neighbour source as fitted (its k and alpha chosen on validation)."""
+        return replace(self, neighbours=params)

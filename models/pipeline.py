@@ -10,12 +10,16 @@ and the histories through the newest day, it
 2. tunes the co-occurrence model on the choose users' targets (coordinate search); where the data
    carries purchase records (`FitData.valid_bought`: the seen filter keeps purchased items), turns
    the buy-again source on (`models.buy_again`) with the half-life that ranks the choose users'
-   targets best, and counts each item's typical repurchase interval for the ranker;
+   targets best, counts each item's typical repurchase interval for the ranker, and turns the
+   household-neighbour source on (`models.neighbours`) with the number of neighbours and the own
+   weight that rank them best;
 3. trains the two-tower with early stopping on the choose users' NDCG@K;
 4. trains the ranker on the merged candidates of the choose users (half of them to fit it; the other
    half picks its epochs and compares its order with the merged order per user: it ships only if it
    wins significantly, a one-sided paired t-test at `ranker_alpha`), then again on all choose users
-   for the chosen epochs;
+   for the chosen epochs; with the household-neighbour source, the same half chooses how much of the
+   neighbour list's order is fused into the ranker's (`models.scorer.fused_scores`; the most that is
+   within one standard error of the best weight);
 5. scores the report users with the *validation package* (the models of steps 2-4, which never saw a
    held-out interaction) through `models.scorer.BatchScorer`: the figures reported for the package;
 6. refits the serving package on every history through the newest day: the two-tower warm for
@@ -41,8 +45,9 @@ from models.config import PipelineConfig
 from models.cooccurrence import CooccurrenceModel, tune_cooccurrence
 from models.evaluate import ndcg_from_scores, per_user_metrics, ranking_metrics
 from models.hardware import in_float32
+from models.neighbours import ALPHAS, FUSIONS, NEIGHBOURS, NeighbourConfig, Neighbours, user_vectors
 from models.ranker import fit_ranker, ranker_logits
-from models.scorer import BatchScorer
+from models.scorer import BatchScorer, fused_scores, sparse_top
 from models.sequential import SequentialRetrieval, fit_sequential, refit_sequential
 from recflow.settings import ServingSettings
 
@@ -212,6 +217,33 @@ def fit_pipeline(
             f"{trials_ba[half_life]:.4f}"
         )
 
+    # 2c. household neighbours, beside the buy-again source
+    neighbours_fit = neighbours_refit = None
+    neighbour_stage: dict = {"serving": False}
+    if bought is not None and config.neighbour_source:
+        t = time.perf_counter()
+        nb, trials_nb, neighbours_fit = _choose_neighbours(data, config, tuning, tuned)
+        config = config.with_neighbours(nb)
+        neighbours_refit = Neighbours(
+            user_vectors(data.refit_bought or data.fit_bought or bought, n_items, nb)
+        )
+        best = trials_nb[(nb.neighbours, nb.alpha)]
+        neighbour_stage = {
+            "serving": True,
+            "neighbours": nb.neighbours,
+            "alpha": nb.alpha,
+            f"validation ndcg@{k}": best,
+            "trials": {f"{n}/{a:g}": round(v, 6) for (n, a), v in trials_nb.items()},
+            "kept": tuned is not None and tuned.neighbours.enabled,
+            "households": len(neighbours_fit),
+        }
+        seconds["neighbours"] = time.perf_counter() - t
+        say(
+            f"household neighbours: {nb.neighbours} nearest of {len(neighbours_fit)}, own weight "
+            f"{nb.alpha:g}{' (kept)' if neighbour_stage['kept'] else ''}, validation NDCG@{k} "
+            f"{best:.4f} ({seconds['neighbours']:.0f}s)"
+        )
+
     def bought_of(users: np.ndarray) -> list[Bought] | None:
         return None if bought is None else [bought[u] for u in users]
 
@@ -257,6 +289,7 @@ def fit_pipeline(
         stages={},
         metrics={},
         repurchase=repurchase_fit,
+        neighbours=neighbours_fit,
     )
     scorer = BatchScorer(validation, serving=ServingSettings(index="flat"), item_features=data.item_features)
     users_features = data.valid_user_features
@@ -293,8 +326,30 @@ def fit_pipeline(
         if ranked.mean() > merged.mean() and p_value < config.ranker_alpha:
             ranker, _ = fit_ranker(cands.features, labels, config.ranker, epochs=h["best_epoch"])
             ranker_stage["serving"] = True
+            if config.neighbours.enabled:  # the ranker's order fused with the neighbour list's
+                logits = ranker_logits(model, cands.features[~half])
+                valid_rows = cands.rows[~half] >= 0
+                fusions = {
+                    w: user_ndcg(fused_scores(logits, cands.neighbour_rank[~half], valid_rows, w), ~half)
+                    for w in FUSIONS
+                }
+                fusion = _one_standard_error(fusions)
+                config = config.with_neighbours(replace(config.neighbours, fusion=fusion))
+                neighbour_stage.update(
+                    {
+                        "fusion": fusion,
+                        "fusion_trials": {f"{w:g}": round(float(v.mean()), 6) for w, v in fusions.items()},
+                    }
+                )
+                base["hyperparameters"] = config.to_dict()
+                validation.set_config(config)
     seconds["ranker"] = time.perf_counter() - t
     verdict = "serves" if ranker is not None else "does not serve (no significant gain over the merged order)"
+    if "fusion" in neighbour_stage:
+        say(
+            f"ranker and neighbour list fused: weight {neighbour_stage['fusion']:g} on the neighbour list "
+            f"(validation NDCG@{k} {neighbour_stage['fusion_trials'][format(neighbour_stage['fusion'], 'g')]:.4f})"
+        )
     say(
         f"ranker: validation NDCG@{k} {ranker_stage.get(f'ndcg@{k}', float('nan')):.4f} vs merged order "
         f"{merged.mean():.4f} (p = {ranker_stage.get('p_value', float('nan')):.3g}): it {verdict} "
@@ -313,6 +368,7 @@ def fit_pipeline(
             "kept": tuned is not None,
         },
         "buy-again": buy_again_stage,
+        "neighbours": neighbour_stage,
         "popularity": {"serving": True, "role": "cold start and backfill"},
         "ranker": ranker_stage,
     }
@@ -367,6 +423,7 @@ def fit_pipeline(
         stages,
         metrics,
         repurchase=repurchase_refit,
+        neighbours=neighbours_refit,
     )
     seconds["refit"] = time.perf_counter() - t
     say(
@@ -386,6 +443,52 @@ def float32_copy(model: SequentialRetrieval) -> SequentialRetrieval:
     copy.sequence_tower(tf.zeros((1, model.config.max_len), tf.int32))
     copy.set_weights(model.get_weights())
     return copy
+
+
+def _choose_neighbours(
+    data: FitData, config: PipelineConfig, tuning: np.ndarray, tuned: PipelineConfig | None
+) -> tuple[NeighbourConfig, dict[tuple[int, float], float], Neighbours]:
+    """The household-neighbour source's k and own weight that rank the tuning users' targets best
+    (NDCG@K of its list alone; ties go to fewer neighbours, then a larger own weight), or the tuned
+    package's where it has the source. Returns the config (enabled), every trial's NDCG@K and the fitted
+    households' vectors (the validation package's store)."""
+    n_items, k = len(data.catalogue), config.k
+    base = replace(config.neighbours, enabled=True)
+    grid_k: tuple[int, ...] = NEIGHBOURS
+    grid_a: tuple[float, ...] = ALPHAS
+    if tuned is not None and tuned.neighbours.enabled:
+        grid_k, grid_a = (tuned.neighbours.neighbours,), (tuned.neighbours.alpha,)
+    bought = data.valid_bought or []
+    stored = Neighbours(user_vectors(data.fit_bought or bought, n_items, base))
+    counts = np.bincount(np.concatenate(data.fit), minlength=n_items) if data.fit else np.zeros(n_items)
+    tie_break = 1e-12 * counts / max(float(counts.max()), 1.0)
+    tie_order = np.lexsort((np.arange(n_items), -tie_break))
+    users = list(tuning)
+    exclude = [data.valid_exclude[u] for u in users]
+    relevant = [data.valid_relevant[u] for u in users]
+    views = stored.views([bought[u] for u in users], base, grid_k)
+    trials: dict[tuple[int, float], float] = {}
+    for n in grid_k:
+        for alpha in grid_a:
+            tops = sparse_top(views[n].scores(alpha), tie_break, tie_order, exclude, k).top
+            trials[(n, alpha)] = float(per_user_metrics(tops, relevant, k)[2].mean())
+    n, alpha = max(trials, key=lambda key: (trials[key], -key[0], key[1]))
+    return replace(base, neighbours=n, alpha=alpha), trials, stored
+
+
+def _one_standard_error(per_user: dict[float, np.ndarray]) -> float:
+    """The largest fusion weight whose users' NDCG is within one standard error of the best weight's
+    (of the paired per-user difference): the one-standard-error rule, leaning to the simpler model
+    (the neighbour list's five numbers) where validation cannot tell them apart."""
+    best = max(per_user, key=lambda w: (float(per_user[w].mean()), -w))
+
+    def close(w: float) -> bool:
+        diff = per_user[w] - per_user[best]
+        if len(diff) < 2:
+            return w == best
+        return float(diff.mean()) >= -float(diff.std(ddof=1)) / np.sqrt(len(diff))
+
+    return max(w for w in per_user if close(w))
 
 
 def split_users(users: Sequence[str], report_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -414,6 +517,7 @@ def _package(
     stages: dict,
     metrics: dict,
     repurchase: np.ndarray | None = None,
+    neighbours: Neighbours | None = None,
 ) -> ModelBundle:
     counts = np.bincount(np.concatenate(histories), minlength=len(catalogue)) if len(histories) else None
     return ModelBundle(
@@ -426,6 +530,7 @@ def _package(
         popular=popular,
         ranker=ranker,
         repurchase_days=repurchase,
+        neighbours=neighbours,
     )
 
 

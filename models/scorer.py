@@ -14,7 +14,10 @@ For each user:
 2b. **Buy again** (packages fitted with purchase records only, `models.buy_again`): the user's own
    purchases by a time-decayed count; excluded dropped (so nothing where the seen filter removes
    what the user bought).
-3. **Merge**: the lists interleaved (buy again, two-tower, co-occurrence) into `C` distinct candidates.
+2c. **Household neighbours** (the same packages, `models.neighbours`): what the households nearest
+   to the user's purchase record buy, mixed with the user's own record (TIFU-KNN); excluded dropped.
+3. **Merge**: the lists interleaved (buy again, neighbours, two-tower, co-occurrence) into `C` distinct
+   candidates.
 4. **Rank**: the ranker orders the candidates from each source's view of them plus the online user
    and item features; a package without a ranker keeps the merged order.
 5. **Rules and backfill**: at most `max_per_category` items of one category; in a package with the
@@ -38,11 +41,12 @@ from scipy import sparse
 from models.bundle import ModelBundle
 from models.buy_again import RECENT_BASKETS, Bought, PurchaseRecord, repeat_lookup
 from models.index import ItemIndex, build_index
+from models.neighbours import NEIGHBOUR_FEATURES, NeighbourScores
 from models.ranker import SOURCE_FEATURES, scale_numeric
 from models.sequential import pad_left
 from recflow.settings import ServingSettings
 
-SOURCES: tuple[str, ...] = ("two-tower", "co-occurrence", "both", "popular", "buy-again")
+SOURCES: tuple[str, ...] = ("two-tower", "co-occurrence", "both", "popular", "buy-again", "neighbours")
 SCORING_BATCH = 1024
 """Users scored together: a batch holds [B, candidates + excluded] index hits and [B, candidates,
 features] ranker inputs, never a dense [B, catalogue] matrix (the co-occurrence scores stay sparse)."""
@@ -87,14 +91,20 @@ class Candidates:
         rows: int [B, C] catalogue rows (-1 where the catalogue ran out after the seen filter).
         features: float32 [B, C, F] ranker input (`SOURCE_FEATURES`, user features, item features).
         source: int [B, C] index into `SOURCES` (0 two-tower, 1 co-occurrence, 2 both, 4 buy again:
-            the user's own purchase, whatever else proposed it).
+            the user's own purchase, whatever else proposed it; 5 the household neighbours alone).
         retrieval: float32 [B, C] the two-tower's score of each candidate.
+        neighbour_rank: float32 [B, C] each candidate's 0-based rank in the household-neighbour list
+            (C where it is not there, or the package has no such source).
+        discovery: int [B] the neighbours' discovery: the item the user never bought with the best
+            neighbour mean, always among the candidates (-1: none, or no such source).
     """
 
     rows: np.ndarray
     features: np.ndarray
     source: np.ndarray
     retrieval: np.ndarray
+    neighbour_rank: np.ndarray
+    discovery: np.ndarray
 
 
 class BatchScorer:
@@ -128,6 +138,8 @@ class BatchScorer:
             np.full(n_items, np.nan) if bundle.repurchase_days is None else np.asarray(bundle.repurchase_days)
         )
         self.tie_break = (1e-6 * bundle.popularity / max(float(bundle.popularity.max()), 1.0))[None, :]
+        self.neighbour_config = bundle.config.neighbours
+        self.neighbours = bundle.neighbours if self.neighbour_config.enabled else None
         self._tie_order = np.lexsort((np.arange(n_items), -self.tie_break[0]))  # best first, ties by row
         self.batch_size = SCORING_BATCH
         max_len = bundle.config.two_tower.max_len
@@ -166,6 +178,11 @@ class BatchScorer:
             scorer.set_item_features(item_features)
         return scorer
 
+    @property
+    def reads_purchases(self) -> bool:
+        """Whether the package reads the users' purchase records (buy-again or neighbour source)."""
+        return self.buy_again.enabled or self.neighbours is not None
+
     # ---- inputs ----------------------------------------------------------------------------------
     def set_item_features(self, raw: np.ndarray | None) -> None:
         """Replace the online item features (after the feature store was refreshed); raw values, NaN = missing."""
@@ -195,7 +212,7 @@ class BatchScorer:
         histories = [catalogue.encode(q.history) for q in queries]
         exclude = [catalogue.encode(q.exclude) for q in queries]
         regions = [q.region for q in queries]
-        bought = [self.bought(q.bought) for q in queries] if self.buy_again.enabled else None
+        bought = [self.bought(q.bought) for q in queries] if self.reads_purchases else None
         return self.rank(histories, exclude, self.user_matrix(queries), k, regions, bought)
 
     def bought(self, purchases: Sequence[tuple[str, float]]) -> Bought:
@@ -298,8 +315,24 @@ class BatchScorer:
                 keep = ~np.isin(items, exclude[u])
                 best = np.lexsort((items[keep], -score[keep]))[:c]
                 top_g[u, : len(best)] = items[keep][best]
-        # 3. merge
-        rows, source = _merge(top_r, top_c, c, first=top_g if repeats is not None else None)
+        # 2c. household neighbours: their mean vector mixed with the user's own (TIFU-KNN), excluded dropped
+        view = top_n = None
+        if self.neighbours is not None:
+            view = self.neighbours.scores(
+                bought if bought is not None else [Bought.empty()] * b, self.neighbour_config
+            )
+            # a tie-break far below any score: the popular order only among items no neighbour bought
+            mixed = view.scores(self.neighbour_config.alpha)
+            top_n = sparse_top(mixed, 1e-6 * self.tie_break[0], self._tie_order, exclude, c).top
+        # 3. merge (the neighbours' discovery takes the last place where no list proposed it)
+        rows, source = _merge(top_r, top_c, c, first=top_g if repeats is not None else None, neighbours=top_n)
+        discovery = np.full(b, -1, np.int64)
+        if view is not None:
+            discovery = _discoveries(view, exclude)
+            for user in np.flatnonzero(discovery >= 0).tolist():
+                if discovery[user] not in rows[user]:
+                    at = int(np.argmax(rows[user] < 0)) if (rows[user] < 0).any() else c - 1
+                    rows[user, at], source[user, at] = discovery[user], SOURCES.index("neighbours")
         # features
         valid = rows >= 0
         safe = np.where(valid, rows, 0)
@@ -330,6 +363,8 @@ class BatchScorer:
         parts = [np.nan_to_num(source_features, nan=0.0, posinf=0.0, neginf=-30.0).astype(np.float32)]
         if repeats is not None:
             parts.append(self._repeat_features(repeats, top_g, safe, valid))
+        if view is not None and top_n is not None:
+            parts.append(_neighbour_features(view, top_n, safe, valid, c))
         n_user = len(self.bundle.user_features)
         if n_user:
             users = np.full((b, n_user), np.nan, np.float32) if user_features is None else user_features
@@ -337,7 +372,15 @@ class BatchScorer:
         if len(self.bundle.item_features):
             parts.append(self._item_features[safe])
         features = np.concatenate(parts, axis=-1).astype(np.float32)
-        return Candidates(rows=rows, features=features, source=source, retrieval=r.astype(np.float32))
+        neighbour_rank = np.full((b, c), float(c), np.float32) if top_n is None else _ranks(top_n, safe, c)
+        return Candidates(
+            rows=rows,
+            features=features,
+            source=source,
+            retrieval=r.astype(np.float32),
+            neighbour_rank=neighbour_rank,
+            discovery=discovery,
+        )
 
     def _repeat_features(
         self,
@@ -396,8 +439,15 @@ class BatchScorer:
 
     # ---- steps 4-5 --------------------------------------------------------------------------------
     def _order(self, cands: Candidates) -> tuple[np.ndarray, np.ndarray]:
-        """Candidate positions in serving order [B, C] and their scores (ranker softmax, or 1/position)."""
+        """Candidate positions in serving order [B, C] and their scores (ranker softmax, or 1/position;
+        with a fusion weight, the ranker's and the neighbour list's ranks fused, `fused_scores`)."""
         valid = cands.rows >= 0
+        fusion = self.neighbour_config.fusion if self.neighbours is not None else 0.0
+        if self._rank is not None and fusion > 0:
+            logits = self._rank(tf.constant(cands.features)).numpy().astype(np.float64)
+            fused = fused_scores(logits, cands.neighbour_rank, valid, fusion)
+            order = np.argsort(-fused, axis=1, kind="stable")
+            return order, np.take_along_axis(np.where(valid, fused, 0.0), order, axis=1)
         if self._rank is not None:
             logits = self._rank(tf.constant(cands.features)).numpy().astype(np.float64)
         else:
@@ -431,7 +481,10 @@ class BatchScorer:
         rows, scores, sources, retrieval = rows[keep], scores[keep], sources[keep], retrieval[keep]
         kept = self._rules(rows, k)
         if repeats is not None:
-            kept = _with_discoveries(rows, kept, repeats, self.buy_again.min_discoveries)
+            prefer = int(cands.discovery[b])
+            kept = _with_discoveries(
+                rows, kept, repeats, self.buy_again.min_discoveries, prefer if prefer >= 0 else None
+            )
         out_rows = [int(r) for r in rows[kept]]
         out_scores = [float(s) for s in scores[kept]]
         out_sources = [SOURCES[int(s)] for s in sources[kept]]
@@ -604,18 +657,23 @@ def _row_values(columns: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> 
 
 
 def _merge(
-    retrieval: np.ndarray, cooccurrence: np.ndarray, n: int, first: np.ndarray | None = None
+    retrieval: np.ndarray,
+    cooccurrence: np.ndarray,
+    n: int,
+    first: np.ndarray | None = None,
+    neighbours: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Interleave ranked lists per user ([B, m] each, -1 = none) into `n` distinct rows.
 
-    `first` (the buy-again list, when the package has it) leads each round, then `retrieval`, then
-    `cooccurrence`. Returns the rows [B, n] (-1 padded) and each row's source index into `SOURCES`
-    (0 retrieval, 1 co-occurrence, 2 both, 4 the buy-again list).
+    `first` (the buy-again list, when the package has it) leads each round, then `neighbours` (the
+    household-neighbour list, when it has it), then `retrieval`, then `cooccurrence`. Returns the rows
+    [B, n] (-1 padded) and each row's source index into `SOURCES` (0 retrieval, 1 co-occurrence, 2 both,
+    4 the buy-again list, 5 the neighbour list alone).
     """
     b = len(retrieval)
     rows = np.full((b, n), -1, np.int64)
     source = np.zeros((b, n), np.int64)
-    lists = [retrieval, cooccurrence] if first is None else [first, retrieval, cooccurrence]
+    lists = [x for x in (first, neighbours) if x is not None] + [retrieval, cooccurrence]
     for u in range(b):
         in_first = set(retrieval[u][retrieval[u] >= 0].tolist())
         in_second = set(cooccurrence[u][cooccurrence[u] >= 0].tolist())
@@ -630,23 +688,91 @@ def _merge(
         merged = list(seen)
         rows[u, : len(merged)] = merged
         source[u, : len(merged)] = [
-            4 if i in repeat else (2 if (i in in_first and i in in_second) else (0 if i in in_first else 1))
+            4
+            if i in repeat
+            else (
+                2
+                if (i in in_first and i in in_second)
+                else (0 if i in in_first else (1 if i in in_second else 5))
+            )
             for i in merged
         ]
     return rows, source
 
 
-def _with_discoveries(rows: np.ndarray, kept: np.ndarray, repeats: set[int], wanted: int) -> np.ndarray:
+def _neighbour_features(
+    view: NeighbourScores, top_n: np.ndarray, cand: np.ndarray, valid: np.ndarray, c: int
+) -> np.ndarray:
+    """The `NEIGHBOUR_FEATURES` of each candidate [B, C, 3]: the share of the user's neighbours that
+    bought it, its neighbour mean over the user's best, its log rank in the neighbour list."""
+    columns = [_ratio_at(view.share, cand, normalise=False), _ratio_at(view.mean, cand)]
+    out = np.stack([*columns, np.log1p(_ranks(top_n, cand, c))], axis=-1)
+    assert out.shape[-1] == len(NEIGHBOUR_FEATURES)
+    return np.where(valid[..., None], out, 0.0).astype(np.float32)
+
+
+def _ratio_at(matrix: sparse.csr_matrix, cand: np.ndarray, normalise: bool = True) -> np.ndarray:
+    """Each user's row of a sparse `[B, n_items]` at the candidates [B, C], over the row's largest value
+    (`normalise`) or as it is; 0 where the row has none."""
+    out = np.zeros(cand.shape)
+    for u in range(len(cand)):
+        span = slice(matrix.indptr[u], matrix.indptr[u + 1])
+        columns, values = matrix.indices[span], matrix.data[span]
+        if len(values):
+            order = np.argsort(columns)
+            scale = max(float(values.max()), 1e-12) if normalise else 1.0
+            out[u] = _row_values(columns[order], values[order], cand[u]) / scale
+    return out
+
+
+def _with_discoveries(
+    rows: np.ndarray, kept: np.ndarray, repeats: set[int], wanted: int, prefer: int | None = None
+) -> np.ndarray:
     """`kept` positions of `rows` with at least `wanted` rows not in `repeats`: the best-ranked other
-    candidates replace the lowest-ranked repeats (the list keeps its length and the ranked order)."""
+    candidates (`prefer`, the neighbours' discovery, first where it is among them) replace the
+    lowest-ranked repeats (the list keeps its length and the ranked order)."""
     chosen = kept.tolist()
     need = wanted - sum(int(rows[i]) not in repeats for i in chosen)
     if need <= 0:
         return kept
     taken = set(chosen)
-    extra = [i for i in range(len(rows)) if i not in taken and int(rows[i]) not in repeats][:need]
+    others = [i for i in range(len(rows)) if i not in taken and int(rows[i]) not in repeats]
+    if prefer is not None:
+        others.sort(key=lambda i: int(rows[i]) != prefer)  # stable: the rest keep their rank
+    extra = others[:need]
     drop = set([i for i in chosen if int(rows[i]) in repeats][-len(extra) :]) if extra else set()
     return np.array(sorted([i for i in chosen if i not in drop] + extra), np.int64)
+
+
+def fused_scores(
+    logits: np.ndarray, neighbour_rank: np.ndarray, valid: np.ndarray, weight: float
+) -> np.ndarray:
+    """The ranker's order and the household-neighbour list's fused by their ranks [B, C]:
+    (1 - weight) / (1 + rank by the ranker) + weight / (1 + rank in the neighbour list), -inf where
+    no candidate. A learned ranker chosen on one period's targets and TIFU-KNN's five numbers err
+    differently; the weight is chosen on validation users the ranker did not learn from."""
+    logits = np.where(valid, logits, -np.inf)
+    order = np.argsort(-logits, axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(order.shape[1]), order.shape), axis=1)
+    fused = (1.0 - weight) / (1.0 + rank) + weight / (1.0 + neighbour_rank)
+    return np.where(valid, fused, -np.inf)
+
+
+def _discoveries(view: NeighbourScores, exclude: Sequence[np.ndarray]) -> np.ndarray:
+    """Per user, the item with the best neighbour mean that the user never bought and may be shown
+    (ties by row; -1 where none)."""
+    out = np.full(view.mean.shape[0], -1, np.int64)
+    mean, own = view.mean, view.own
+    for u in range(mean.shape[0]):
+        span = slice(mean.indptr[u], mean.indptr[u + 1])
+        columns, values = mean.indices[span], mean.data[span]
+        mine = own.indices[own.indptr[u] : own.indptr[u + 1]]
+        free = ~np.isin(columns, mine) & ~np.isin(columns, exclude[u]) & (values > 0)
+        if free.any():
+            columns, values = columns[free], values[free]
+            out[u] = columns[np.lexsort((columns, -values))[0]]
+    return out
 
 
 def _ranks(top: np.ndarray, cand: np.ndarray, c: int) -> np.ndarray:

@@ -138,6 +138,12 @@ class TrainSettings(BaseModel):
         "least this many items the user never bought in every list: the best-ranked discoveries replace "
         "the lowest-ranked repeats",
     )
+    household_neighbours: bool = Field(
+        True,
+        description="where the buy-again source is fitted, fit the household-neighbour source beside it "
+        "(models.neighbours: what the households that shop like the user buy, TIFU-KNN's score, as a "
+        "candidate list and ranker features)",
+    )
     event_weights: dict[str, float] = Field(
         default_factory=lambda: {"view": 1.0, "add_to_cart": 2.0, "purchase": 3.0},
         description="weight of a next interaction in the losses, by its (strongest) event type",

@@ -138,7 +138,7 @@ class Recommender:
         exclude: frozenset[str] = frozenset()
         if self.settings.exclude_purchased:
             exclude = self.purchases.of(user_id)
-        bought = self.purchases.bought(user_id) if self.bundle.config.buy_again.enabled else []
+        bought = self.purchases.bought(user_id) if self.scorer.reads_purchases else []
         return Query(
             history=[str(i) for i in (user.get("recent_items") or [])],
             exclude=exclude,
@@ -211,7 +211,8 @@ class Recommender:
         """A short, true reason per item: what the user's history has to do with it, or why it is there.
 
         An item from the user's own recent items says so; a model item names the recent item closest
-        to it in the two-tower's item space; a backfilled or cold-start item says it is popular.
+        to it in the two-tower's item space; an item only the household-neighbour source proposed says
+        that households like the user buy it; a backfilled or cold-start item says it is popular.
         """
         index = self.bundle.catalogue.index
         recent = [i for i in history if i in index][-20:]
@@ -222,6 +223,8 @@ class Recommender:
             if source == "popular":
                 item = str(self.bundle.item_ids[row])
                 out.append(f"popular in region {region}" if item in regional else "popular overall")
+            elif source == "neighbours":
+                out.append("households that shop like you buy it")
             elif not recent_rows:
                 out.append("matches your profile")
             elif row in recent_rows:

@@ -61,7 +61,11 @@ def _with_purchases(histories, targets, bought):
 @pytest.fixture(scope="module")
 def rebuy():
     histories, targets, bought = _rebuyers(400, seed=3)
-    with_source = fit_pipeline(_with_purchases(histories, targets, bought), toy_config(), TOY_METADATA)
+    # the buy-again source alone: these households pick their favourites at random, so their
+    # neighbours say nothing (tests/model/test_neighbours.py has a world where they do)
+    with_source = fit_pipeline(
+        _with_purchases(histories, targets, bought), toy_config(neighbour_source=False), TOY_METADATA
+    )
     data = toy_fit_data(histories, targets)
     data.valid_exclude = [np.zeros(0, np.int64) for _ in histories]
     without = fit_pipeline(data, toy_config(), TOY_METADATA)
@@ -228,7 +232,9 @@ def test_a_package_saved_before_the_basket_clock_still_serves(tmp_path):
     from models.bundle import ModelBundle
 
     histories, targets, bought = _rebuyers(300, seed=5)
-    config = toy_config(ranker_alpha=1.0, buy_again=BuyAgainConfig(features=LEGACY_REPEAT_FEATURES))
+    config = toy_config(
+        ranker_alpha=1.0, buy_again=BuyAgainConfig(features=LEGACY_REPEAT_FEATURES), neighbour_source=False
+    )
     bundle = fit_pipeline(_with_purchases(histories, targets, bought), config, TOY_METADATA).serving
     assert bundle.ranker is not None and bundle.config.buy_again.enabled
     path = bundle.save(tmp_path / "old")

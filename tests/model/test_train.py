@@ -44,7 +44,10 @@ def test_the_reported_pipeline_beats_popularity(trained):
     assert model["ndcg@10"] > popularity["ndcg@10"] and model["recall@10"] > popularity["recall@10"], (
         result.metrics
     )
-    assert {"two-tower", "co-occurrence", "buy-again", "popularity", "ranker"} == set(result.stages)
-    # the synthetic shop's seen filter removes what a user bought: nothing to buy again
-    assert result.stages["buy-again"] == {"serving": False}
+    assert {"two-tower", "co-occurrence", "buy-again", "neighbours", "popularity", "ranker"} == set(
+        result.stages
+    )
+    # the synthetic shop's seen filter removes what a user bought: nothing to buy again, no purchase
+    # records to find neighbours by
+    assert result.stages["buy-again"] == result.stages["neighbours"] == {"serving": False}
     assert isinstance(result.stages["ranker"]["serving"], bool)
