@@ -762,16 +762,22 @@ def fused_scores(
 def _discoveries(view: NeighbourScores, exclude: Sequence[np.ndarray]) -> np.ndarray:
     """Per user, the item with the best neighbour mean that the user never bought and may be shown
     (ties by row; -1 where none)."""
-    out = np.full(view.mean.shape[0], -1, np.int64)
-    mean, own = view.mean, view.own
-    for u in range(mean.shape[0]):
-        span = slice(mean.indptr[u], mean.indptr[u + 1])
-        columns, values = mean.indices[span], mean.data[span]
-        mine = own.indices[own.indptr[u] : own.indptr[u + 1]]
-        free = ~np.isin(columns, mine) & ~np.isin(columns, exclude[u]) & (values > 0)
-        if free.any():
-            columns, values = columns[free], values[free]
-            out[u] = columns[np.lexsort((columns, -values))[0]]
+    mean = view.mean.tocsr()
+    b, n = mean.shape
+    blocked = (view.own != 0).astype(np.float64)
+    lengths = [len(e) for e in exclude]
+    if sum(lengths):
+        rows = np.repeat(np.arange(b), lengths)
+        columns = np.concatenate([np.asarray(e, np.int64) for e in exclude])
+        blocked = blocked + sparse.csr_matrix((np.ones(len(columns)), (rows, columns)), shape=(b, n))
+    free = (mean - mean.multiply(blocked > 0)).tocsr()
+    free.eliminate_zeros()
+    out = np.full(b, -1, np.int64)
+    for u in range(b):
+        span = slice(free.indptr[u], free.indptr[u + 1])
+        values = free.data[span]
+        if len(values) and values.max() > 0:
+            out[u] = int(free.indices[span][values == values.max()].min())
     return out
 
 
