@@ -55,8 +55,8 @@ def hold_back_last_items(dataset: Path, folder: Path) -> dict[str, str]:
     return held
 
 
-def run_platform(folder: Path, home: Path, profile: str | None = None, echo=print) -> tuple[dict, float]:
-    """`recflow run --data amazon:FOLDER --home HOME` as a subprocess, its lines echoed as they come.
+def run_platform(data: str, home: Path, profile: str | None = None, echo=print) -> tuple[dict, float]:
+    """`recflow run --data DATA --home HOME` as a subprocess, its lines echoed as they come.
 
     Returns its summary and its wall seconds.
 
@@ -66,7 +66,7 @@ def run_platform(folder: Path, home: Path, profile: str | None = None, echo=prin
     from collections import deque
 
     summary = home / "summary.json"
-    command = [sys.executable, "-m", "recflow.cli", "run", "--data", f"amazon:{folder}", "--home", str(home)]
+    command = [sys.executable, "-m", "recflow.cli", "run", "--data", data, "--home", str(home)]
     command += ["--summary", str(summary)] + (["--profile", profile] if profile else [])
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # its own temporary server
     tail: deque[str] = deque(maxlen=60)
@@ -181,7 +181,7 @@ def run_served_quality_bench(
         held = hold_back_last_items(dataset, scratch / "data")
         console.print(f"held back the last item of {len(held)} users; running the platform on the rest")
         echo = partial(console.print, markup=False, highlight=False)
-        summary, train_seconds = run_platform(scratch / "data", home, settings.profile, echo)
+        summary, train_seconds = run_platform(f"amazon:{scratch / 'data'}", home, settings.profile, echo)
         console.print(
             f"recflow run: {summary['status']} in {train_seconds:.0f}s; model {summary['model']['tag']}"
         )

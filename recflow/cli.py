@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -68,6 +69,14 @@ def _settings(
     settings = cli_settings(profile, home, data, require_online_win)
     prepare_environment(settings)
     return settings
+
+
+def _parse_date(value: str, option: str) -> date:
+    """`value` as a date, or a usage error naming `option`."""
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option) from None
 
 
 def cli_settings(
@@ -240,19 +249,44 @@ def bench_quality(
 
 @bench.command("served-quality")
 def bench_served_quality(
-    dataset: Annotated[Path, typer.Option(help="folder with <Name>.txt (and <Name>_item2attributes.json)")],
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help="folder with <Name>.txt (and <Name>_item2attributes.json), or completejourney[:DIR] "
+            "(next baskets after --cut)"
+        ),
+    ],
     json_out: Annotated[Path, typer.Option("--json", help="write results here (a PNG beside it)")],
     concurrency: Annotated[int, typer.Option(help="requests in flight against the service")] = 8,
     home: Annotated[
         Path | None, typer.Option(help="keep the trained platform here (default: a temporary home)")
     ] = None,
+    cut: Annotated[
+        str | None,
+        typer.Option(help="completejourney: the first day the platform does not see (default 2017-12-01)"),
+    ] = None,
     profile: ProfileOpt = None,
 ) -> None:
-    """Hold back each user's last item, run the platform on the rest, ask the real service for everyone, score."""
+    """Run the platform on what it may know, ask the real service over HTTP for everyone, score the answers.
+
+    An Amazon folder: each user's last item is held back. `completejourney[:DIR]`: the platform runs on the
+    baskets before --cut and each household's first basket from it is the target, beside the next-basket
+    baselines fitted on the same baskets."""
     settings = _settings(profile, None)
+    if dataset.split(":", 1)[0] == "completejourney":
+        from benchmarks.next_basket import TEMPORAL_CUT
+        from benchmarks.served_next_basket import run_served_next_basket_bench
+
+        first = _parse_date(cut, "--cut") if cut else TEMPORAL_CUT
+        run_served_next_basket_bench(
+            settings, dataset, json_out, cut=first, concurrency=concurrency, home=home
+        )
+        return
+    if cut is not None:
+        raise typer.BadParameter("--cut applies to --dataset completejourney[:DIR] only", param_hint="--cut")
     from benchmarks.served_quality import run_served_quality_bench
 
-    run_served_quality_bench(settings, dataset, json_out, concurrency=concurrency, home=home)
+    run_served_quality_bench(settings, Path(dataset), json_out, concurrency=concurrency, home=home)
 
 
 @bench.command("refit-study")
@@ -519,7 +553,6 @@ def replay(
     The world lives in <home>/policy-replay (replaced on each run). With --policy all, a Markdown table, a
     PNG chart and the Evidently dashboards (`recflow up --home <home>/policy-replay`) come too.
     """
-    from datetime import date
 
     # one progress line per day on the terminal; Prefect's per-task lines still reach the flow run's logs
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
@@ -536,12 +569,9 @@ def replay(
         check_holdout(holdout_days, train_days)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--holdout-days") from None
-    days = []
-    for name, value in (("--start", start), ("--end", end)):
-        try:
-            days.append(date.fromisoformat(value) if value else None)
-        except ValueError:
-            raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=name) from None
+    days = [
+        _parse_date(value, name) if value else None for name, value in (("--start", start), ("--end", end))
+    ]
     from flows.policies import run_replay
 
     asked = settings.serving.exclude_purchased  # None: the source's default seen filter
@@ -638,14 +668,11 @@ def bench_champion_age(
     home: HomeOpt = None,
 ) -> None:
     """One package trained once, served on later days: as trained, with its ranker unclipped, without it."""
-    from datetime import date
 
-    parsed = []
-    for name, value in [("--trained-on", trained_on), *(("--days", d.strip()) for d in days.split(","))]:
-        try:
-            parsed.append(date.fromisoformat(value))
-        except ValueError:
-            raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=name) from None
+    parsed = [
+        _parse_date(value, name)
+        for name, value in [("--trained-on", trained_on), *(("--days", d.strip()) for d in days.split(","))]
+    ]
     settings = _settings(profile, home, data)
     from benchmarks.champion_age import run_champion_age
 

@@ -216,6 +216,13 @@ class ServingSettings(BaseModel):
     workers: int = Field(1, gt=0, description="BentoML API worker processes")
     feature_refresh_s: float = Field(300.0, gt=0, description="seconds between item feature cache reloads")
     access_log: bool = Field(True, description="BentoML access log line per request")
+    clock: Literal["data", "wall"] = Field(
+        "data",
+        description="the service's present, from which a purchase's age (the buy-again source, the ranker's"
+        " repeat features, 'last bought N days ago') is counted: 'data', the newest event the service knows"
+        " (validated batches and POST /events; the clock the package was trained and its online features"
+        " computed on, right for a replayed or historical log); 'wall', the machine's clock",
+    )
     events_clock_skew_s: float = Field(
         300.0, ge=0, description="POST /events: how far ahead of the server's clock an event may be stamped"
     )

@@ -26,6 +26,7 @@ class Purchases:
         self._by_user: dict[str, frozenset[str]] = dict(by_user or {})
         self._record: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
+        self.newest: float | None = None  # unix time of the newest event added (any type): the data's clock
 
     @classmethod
     def from_validated(cls, settings: Settings) -> Purchases:
@@ -39,7 +40,13 @@ class Purchases:
         return purchases
 
     def add(self, events: pd.DataFrame) -> None:
-        """Record the purchase rows of `events` (columns user_id, item_id, event_type)."""
+        """Record the purchase rows of `events` (columns user_id, item_id, event_type; `timestamp`
+        optional), and move the data's clock (`newest`) to the newest timestamp of any of its rows."""
+        if "timestamp" in events.columns and len(events):
+            latest = pd.to_datetime(events["timestamp"], utc=True).max()
+            if pd.notna(latest):
+                unix = (latest - pd.Timestamp(0, tz="UTC")).total_seconds()
+                self.newest = unix if self.newest is None else max(self.newest, unix)
         rows = events["event_type"] == "purchase"
         bought = events.loc[rows, ["user_id", "item_id"]].astype(str)
         if bought.empty:
@@ -77,6 +84,13 @@ class Purchases:
     def of(self, user_id: str) -> frozenset[str]:
         """The items `user_id` bought (empty for an unknown user)."""
         return self._by_user.get(user_id, frozenset())
+
+    def now(self, clock: str = "data") -> float:
+        """The present as a unix time: the newest event added (`clock="data"`; the machine's clock while
+        there is none), or the machine's clock (`"wall"`)."""
+        if clock == "data" and self.newest is not None:
+            return self.newest
+        return time.time()
 
     def bought(self, user_id: str, now: float | None = None) -> list[tuple[str, float]]:
         """Every purchase of `user_id` as (item id, days before `now`, a unix time; default the clock)."""

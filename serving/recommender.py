@@ -138,7 +138,8 @@ class Recommender:
         exclude: frozenset[str] = frozenset()
         if self.settings.exclude_purchased:
             exclude = self.purchases.of(user_id)
-        bought = self.purchases.bought(user_id) if self.scorer.reads_purchases else []
+        now = self.purchases.now(self.settings.serving.clock)
+        bought = self.purchases.bought(user_id, now) if self.scorer.reads_purchases else []
         return Query(
             history=[str(i) for i in (user.get("recent_items") or [])],
             exclude=exclude,
@@ -156,7 +157,7 @@ class Recommender:
         bought = self.purchases.of(user_id)
         if bought:  # a repeat says so: how often and when the user bought it
             record: dict[str, list[float]] = {}
-            for item, days in self.purchases.bought(user_id):
+            for item, days in self.purchases.bought(user_id, self.purchases.now(self.settings.serving.clock)):
                 record.setdefault(item, []).append(days)
             reasons = [
                 _bought_reason(record.get(item, [])) if item in bought else reason

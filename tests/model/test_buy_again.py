@@ -175,6 +175,41 @@ def test_the_reason_says_repeat_or_discovery(rebuy):
     assert all(not item.reason.startswith("buy again") for item in discoveries)
 
 
+def test_a_historical_log_is_served_on_its_own_clock(rebuy):
+    # a 2017 log served years later: ages count from the newest event the service knows (a view here),
+    # the clock the package was trained on; the machine's clock would make every purchase years old
+    bundle = rebuy[0].serving
+    scorer = BatchScorer(bundle, serving=ServingSettings(index="flat"))
+    last = pd.Timestamp("2017-11-30 18:00", tz="UTC")
+    purchases = Purchases()
+    purchases.add(
+        pd.DataFrame(
+            {
+                "user_id": ["u1", "u1", "u2"],
+                "item_id": ["i07", "i07", "i09"],
+                "event_type": ["purchase", "purchase", "view"],
+                "timestamp": [last - pd.Timedelta(days=12), last - pd.Timedelta(days=3, hours=2), last],
+            }
+        )
+    )
+    assert purchases.now("data") == last.timestamp()
+    data_clock = load_settings("tiny", data={"source": "completejourney"})
+    assert data_clock.serving.clock == "data"
+    recommender = Recommender(bundle, scorer, None, data_clock, "toy", {}, purchases)
+    query = recommender.query("u1", {"recent_items": ["i30"]})
+    assert sorted(round(days, 3) for _, days in query.bought) == [3.083, 12.0]
+    response = recommender.response("u1", scorer.recommend([query], 10)[0], ["i30"], fallback=False)
+    assert {i.item_id: i.reason for i in response.items}[
+        "i07"
+    ] == "buy again: you bought it 2 times, last 3 days ago"
+
+    wall = data_clock.model_copy(update={"serving": data_clock.serving.model_copy(update={"clock": "wall"})})
+    years = Recommender(bundle, scorer, None, wall, "toy", {}, purchases).query(
+        "u1", {"recent_items": ["i30"]}
+    )
+    assert min(days for _, days in years.bought) > 365
+
+
 def test_the_seen_filter_default_follows_the_source():
     assert load_settings("tiny", data={"source": "completejourney"}).exclude_purchased is False
     assert load_settings("tiny", data={"source": "completejourney:/some/dir"}).exclude_purchased is False
