@@ -240,7 +240,8 @@ def recflow_pipeline(settings: Settings) -> dict:
     )
 
     t = time.perf_counter()
-    logged = log_dashboards(settings, store, training_days, days)
+    newest = settings.monitoring.history_days
+    logged = log_dashboards(settings, store, training_days, days[-newest:] if newest else days)
     alarms = [s.day.isoformat() for s in logged if s.drift.detected]
     report.summary["dashboards"] = {
         "workspace": str(settings.evidently_dir),

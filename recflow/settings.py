@@ -289,6 +289,13 @@ class MonitoringSettings(BaseModel):
         "(reason `age`): a champion goes stale on a real shop's calendar with no feature drifting "
         "(docs/replay.md); 21 keeps it under half a weekly cron's retrains; 0 retrains on alarms only",
     )
+    history_days: int = Field(
+        30,
+        ge=0,
+        description="newest validated days `recflow run` logs into the dashboards' history (a drift and a "
+        "quality snapshot each, about 10 s a day on the grocery year); 0: every day. `recflow replay "
+        "--policy all` fills a whole replayed year",
+    )
     history_users: int = Field(
         1000,
         gt=0,

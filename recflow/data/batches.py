@@ -102,7 +102,7 @@ def _read_parquet(path: str, size: int, mtime_ns: int) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=2048)  # both catalogue tables of a few years of days: a pass over a year's snapshots
 def _read_conformed(path: str, size: int, mtime_ns: int, table: str) -> pd.DataFrame:
     """A catalogue file in the contract's columns and types, cached by its identity like `_read_parquet`
     (conforming costs more than reading a day's mostly empty upserts: a replay reads each a month long)."""
