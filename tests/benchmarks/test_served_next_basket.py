@@ -36,7 +36,9 @@ def test_the_history_folder_keeps_the_lines_before_the_cut_in_the_shop_s_time(de
     assert set(rest["basket_id"]) == set(before["basket_id"])
     assert rest.dtypes.to_dict() == every.dtypes.to_dict()
     for name in ("products", "promotions", "demographics"):
-        assert (tmp_path / "rest" / f"{name}.parquet").read_bytes() == (december_folder / f"{name}.parquet").read_bytes()
+        assert (tmp_path / "rest" / f"{name}.parquet").read_bytes() == (
+            december_folder / f"{name}.parquet"
+        ).read_bytes()
 
 
 def test_answers_become_item_indices_and_unknown_items_cannot_hit():
@@ -49,7 +51,9 @@ def test_answers_become_item_indices_and_unknown_items_cannot_hit():
 def test_served_next_baskets_end_to_end(december_folder, tmp_path, tiny_settings):
     source = f"completejourney:{december_folder}"
     out, doc = tmp_path / "served.json", tmp_path / "grocery.md"
-    doc.write_text("# figures\n<!-- bench:served-next-basket:start -->\n<!-- bench:served-next-basket:end -->\n")
+    doc.write_text(
+        "# figures\n<!-- bench:served-next-basket:start -->\n<!-- bench:served-next-basket:end -->\n"
+    )
     baselines = {"p-topfreq": p_topfreq, "gp-topfreq": gp_topfreq}
     result = run_served_next_basket_bench(
         tiny_settings, source, out, cut=CUT, concurrency=4, doc=doc, baselines=baselines
