@@ -23,12 +23,10 @@ gated and promoted: the figure a shop would see.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
 import tempfile
-import time
 from datetime import date
 from functools import partial
 from pathlib import Path
@@ -52,7 +50,14 @@ from benchmarks.next_basket import (
     read_baskets,
     temporal_splits,
 )
-from benchmarks.served_quality import ask_everyone, in_process_lists, run_platform
+from benchmarks.served_quality import (
+    ask_service,
+    in_process_lists,
+    measured_line,
+    request_figures,
+    run_platform,
+    service_line,
+)
 from recflow.data.completejourney import TIMEZONE, data_folder
 from recflow.settings import Settings, load_settings
 
@@ -125,8 +130,6 @@ def run_served_next_basket_bench(
         "recall@10", "ndcg@10", "phr@10", "repeat_recall@10", "explore_recall@10"}}, "failed",
         "fallback", "requests_per_second", "p50_ms", "p99_ms", "train_seconds", "details"}`.
     """
-    from serving.server import running_server
-
     console = Console()
     scratch = Path(tempfile.mkdtemp(prefix="recflow-served-nb-"))
     home = Path(home) if home is not None else scratch / "home"
@@ -154,13 +157,7 @@ def run_served_next_basket_bench(
             serving={**settings.serving.model_dump(), "access_log": False},
         )
         users = list(test.users)
-        headers = {}
-        if served.serving.api_key is not None:
-            headers["Authorization"] = f"Bearer {served.serving.api_key.get_secret_value()}"
-        with running_server(served) as url:
-            console.print(f"asking {url}/recommend for {len(users)} households, {concurrency} in flight")
-            asyncio.run(ask_everyone(url, users[:50], concurrency, headers))  # warm-up
-            asked = asyncio.run(ask_everyone(url, users, concurrency, headers))
+        asked = ask_service(served, users, concurrency, console.print)
         answers = asked["answers"]
         lists = {u: [i["item_id"] for i in a["items"]] for u, a in answers.items()}
         in_process = in_process_lists(served, users)
@@ -175,7 +172,6 @@ def run_served_next_basket_bench(
         repeats = [
             sum(bool(i.get("repeat")) for i in a["items"]) / max(len(a["items"]), 1) for a in answers.values()
         ]
-        latencies = asked["latencies"] * 1000
         best = max((n for n in rows if rows[n]["kind"] == "baseline"), key=lambda n: rows[n][f"ndcg@{K}"])
         result = {
             "dataset": source,
@@ -183,11 +179,7 @@ def run_served_next_basket_bench(
             "cut": cut.isoformat(),
             "users": len(users),
             "models": rows,
-            "failed": len(asked["failed"]),
-            "fallback": sum(bool(a.get("fallback")) for a in answers.values()),
-            "requests_per_second": round(len(answers) / asked["seconds"], 1),
-            "p50_ms": round(float(np.percentile(latencies, 50)), 2) if len(latencies) else None,
-            "p99_ms": round(float(np.percentile(latencies, 99)), 2) if len(latencies) else None,
+            **request_figures(asked),
             "train_seconds": round(train_seconds, 1),
             "details": {
                 "identical_lists": sum(lists.get(u) == in_process[u] for u in users),
@@ -221,9 +213,8 @@ def run_served_next_basket_bench(
         f"served Recall@{K} {served_row[f'recall@{K}']:.4f} NDCG@{K} {served_row[f'ndcg@{K}']:.4f} explore "
         f"{served_row[f'explore_recall@{K}']:.4f} (best baseline {best}: {rows[best][f'recall@{K}']:.4f} / "
         f"{rows[best][f'ndcg@{K}']:.4f} / {rows[best][f'explore_recall@{K}']:.4f}); "
-        f"{result['details']['identical_lists']} of {len(users)} lists identical in process; failed "
-        f"{result['failed']}, fallback {result['fallback']}; {result['requests_per_second']} req/s, p50 "
-        f"{result['p50_ms']} ms, p99 {result['p99_ms']} ms; recflow run {train_seconds:.0f}s"
+        f"{result['details']['identical_lists']} of {len(users)} lists identical in process; "
+        f"{service_line(result)}; recflow run {train_seconds:.0f}s"
     )
     console.print(f"wrote {json_out} and {json_out.with_suffix('.png')}")
     if doc is not None:
@@ -238,8 +229,7 @@ def write_doc_figures(result: dict, doc: Path) -> None:
         doc,
         "served-next-basket",
         [
-            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `{d['command']}` "
-            f"({result['users']} households, {d['cpu_count']} CPUs, load average {d['load_average']}):",
+            measured_line(result, "households"),
             "",
             "| model | " + " | ".join(METRICS) + " |",
             "|---|" + "---:|" * len(METRICS),

@@ -119,6 +119,40 @@ async def ask_everyone(url: str, users: list[str], concurrency: int, headers: di
     return {"answers": answers, "latencies": np.array(latencies), "failed": failed, "seconds": elapsed}
 
 
+def ask_service(served: Settings, users: list[str], concurrency: int, echo=print) -> dict:
+    """Start the real service (`serving.server.running_server`) on `served`'s home and ask `/recommend`
+    for every user (after a warm-up of 50): `ask_everyone`'s result."""
+    from serving.server import running_server
+
+    headers = {}
+    if served.serving.api_key is not None:
+        headers["Authorization"] = f"Bearer {served.serving.api_key.get_secret_value()}"
+    with running_server(served) as url:
+        echo(f"asking {url}/recommend for {len(users)} users, {concurrency} in flight")
+        asyncio.run(ask_everyone(url, users[:50], concurrency, headers))  # warm-up
+        return asyncio.run(ask_everyone(url, users, concurrency, headers))
+
+
+def request_figures(asked: dict) -> dict:
+    """The service's side of an `ask_everyone` result: failures, fallbacks, throughput, latency."""
+    latencies = asked["latencies"] * 1000
+    return {
+        "failed": len(asked["failed"]),
+        "fallback": sum(bool(a.get("fallback")) for a in asked["answers"].values()),
+        "requests_per_second": round(len(asked["answers"]) / asked["seconds"], 1),
+        "p50_ms": round(float(np.percentile(latencies, 50)), 2) if len(latencies) else None,
+        "p99_ms": round(float(np.percentile(latencies, 99)), 2) if len(latencies) else None,
+    }
+
+
+def service_line(result: dict) -> str:
+    """`request_figures` in words: failures, fallbacks, throughput and latency."""
+    return (
+        f"failed {result['failed']}, fallback {result['fallback']}; {result['requests_per_second']} req/s, "
+        f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms"
+    )
+
+
 def in_process_lists(settings: Settings, users: list[str]) -> dict[str, list[str]]:
     """The champion package's top-10 of `users` through the batch scorer, inputs from the same online store."""
     from features.online import OnlineFeatures
@@ -171,8 +205,6 @@ def run_served_quality_bench(
         `{"dataset", "users", "hr@10", "ndcg@10", "failed", "fallback", "train_seconds",
         "requests_per_second", "p50_ms", "p99_ms", "in_process": {"hr@10", "ndcg@10"}, ...}`.
     """
-    from serving.server import running_server
-
     console = Console()
     dataset = Path(dataset)
     scratch = Path(tempfile.mkdtemp(prefix="recflow-served-"))
@@ -191,29 +223,18 @@ def run_served_quality_bench(
             serving={**settings.serving.model_dump(), "access_log": False},
         )
         users = sorted(held)
-        headers = {}
-        if served.serving.api_key is not None:
-            headers["Authorization"] = f"Bearer {served.serving.api_key.get_secret_value()}"
-        with running_server(served) as url:
-            console.print(f"asking {url}/recommend for {len(users)} users, {concurrency} in flight")
-            asyncio.run(ask_everyone(url, users[:50], concurrency, headers))  # warm-up
-            asked = asyncio.run(ask_everyone(url, users, concurrency, headers))
+        asked = ask_service(served, users, concurrency, console.print)
         lists = {u: [i["item_id"] for i in a["items"]] for u, a in asked["answers"].items()}
         served_metrics = hit_metrics(lists, held)
         in_process = in_process_lists(served, users)
         in_process_metrics = hit_metrics(in_process, held)
         same = sum(lists.get(u) == in_process[u] for u in users)
-        latencies = asked["latencies"] * 1000
         result = {
             "dataset": str(dataset),
             "users": len(users),
             **served_metrics,
-            "failed": len(asked["failed"]),
-            "fallback": sum(bool(a.get("fallback")) for a in asked["answers"].values()),
+            **request_figures(asked),
             "train_seconds": round(train_seconds, 1),
-            "requests_per_second": round(len(asked["answers"]) / asked["seconds"], 1),
-            "p50_ms": round(float(np.percentile(latencies, 50)), 2) if len(latencies) else None,
-            "p99_ms": round(float(np.percentile(latencies, 99)), 2) if len(latencies) else None,
             "in_process": in_process_metrics,
             "details": {
                 "identical_lists": same,
@@ -243,9 +264,8 @@ def run_served_quality_bench(
     console.print(
         f"served HR@{K} {result[f'hr@{K}']:.4f} NDCG@{K} {result[f'ndcg@{K}']:.4f} "
         f"(in process {in_process_metrics[f'hr@{K}']:.4f} / {in_process_metrics[f'ndcg@{K}']:.4f}; "
-        f"{same} of {len(users)} lists identical); failed {result['failed']}, fallback {result['fallback']}; "
-        f"{result['requests_per_second']} req/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; "
-        f"recflow run {result['train_seconds']:.0f}s"
+        f"{same} of {len(users)} lists identical); {service_line(result)}; recflow run "
+        f"{result['train_seconds']:.0f}s"
     )
     console.print(f"wrote {json_out} and {json_out.with_suffix('.png')}")
     if doc is not None:
@@ -260,8 +280,7 @@ def write_doc_figures(result: dict, doc: Path) -> None:
         doc,
         "served-quality",
         [
-            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `{d['command']}` "
-            f"({result['users']} users, {d['cpu_count']} CPUs, load average {d['load_average']}):",
+            measured_line(result, "users"),
             "",
             "| | HR@10 | NDCG@10 |",
             "|---|---:|---:|",
@@ -274,6 +293,15 @@ def write_doc_figures(result: dict, doc: Path) -> None:
             f"({', '.join(f'{k} {v:.0f}' for k, v in d['run_seconds_by_stage'].items())}); ranker serving: "
             f"{(d.get('stages') or {}).get('ranker', {}).get('serving')}.",
         ],
+    )
+
+
+def measured_line(result: dict, who: str) -> str:
+    """A doc block's first line: when, with which command, on how many `who`, on what machine."""
+    d = result["details"]
+    return (
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `{d['command']}` "
+        f"({result['users']} {who}, {d['cpu_count']} CPUs, load average {d['load_average']}):"
     )
 
 
