@@ -132,8 +132,7 @@ def interactions(events: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns}).assign(
             timestamp=pd.Series(dtype="datetime64[ns, UTC]")
         )
-    order = ["user_id", "timestamp", "event_id"] if "event_id" in events.columns else ["user_id", "timestamp"]
-    ev = events.sort_values(order, kind="stable")
+    ev = events[["user_id", "item_id", "timestamp", "event_type"]].iloc[_user_time_order(events)]
     users = ev["user_id"].astype(str).to_numpy()
     items = ev["item_id"].astype(str).to_numpy()
     strength = pd.Categorical(ev["event_type"], categories=EVENT_TYPES).codes
@@ -152,6 +151,31 @@ def interactions(events: pd.DataFrame) -> pd.DataFrame:
             "event_type": np.asarray(EVENT_TYPES, dtype=object)[strongest],
         }
     )
+
+
+def _user_time_order(events: pd.DataFrame) -> np.ndarray:
+    """Positions that order `events` by user, then time, then event id, as a stable `sort_values` would.
+
+    Validated events come in time order (batches by day, each by time and event id); then a stable
+    sort of the user ids alone gives the same order, several times faster than sorting by three keys
+    (the replay orders 91 days of events every day). Any other input is sorted by the three keys.
+    """
+    keys = ["user_id", "timestamp", "event_id"] if "event_id" in events.columns else ["user_id", "timestamp"]
+    ts = pd.to_datetime(events["timestamp"], utc=True, cache=False).array.asi8
+    step = np.diff(ts)
+    in_time_order = bool((step >= 0).all()) and not events["timestamp"].isna().any()
+    if in_time_order and "event_id" in events.columns:
+        ids = events["event_id"]
+        tied = np.flatnonzero(step == 0)
+        if ids.isna().any():
+            in_time_order = False
+        elif len(tied):
+            values = ids.to_numpy(dtype=object)
+            in_time_order = bool((values[tied + 1] >= values[tied]).all())
+    codes, _ = pd.factorize(events["user_id"], sort=True)
+    if not in_time_order or (codes < 0).any():  # out of order, or missing users (which sort last)
+        return events.reset_index(drop=True).sort_values(keys, kind="stable").index.to_numpy()
+    return np.argsort(codes, kind="stable")
 
 
 def event_sequences(events: pd.DataFrame, length: int) -> pd.DataFrame:

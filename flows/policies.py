@@ -235,78 +235,142 @@ def serving_store(sim: Settings, day: date, feature_days: int, folder: str = "se
     return serve, prepare_feature_store(serve, newest_days=SERVING_FEATURE_DAYS)
 
 
-_worker_validator = None  # the day-preparing process's validator (the process serves one replay)
+PREPARE_DAYS_AHEAD = 16
+"""Days the second process may prepare ahead of the loop. Preparing a day (validation, serving store,
+households) costs more than the loop's own work on it, but the loop's retrains (a minute or more each)
+leave the second process time to bank days that the loop then takes without waiting."""
 
 
-def prepare_day(sim: Settings, batch, feature_days: int, folder: str, validator=None) -> tuple:
-    """Validate `batch` and build its day's serving store (`serving_store`) in `<sim.home>/<folder>`.
+class HistoryWindow:
+    """The validated events of the newest `history_days` days through the day last added: the history
+    a household is scored with. Days are added in order (`through`)."""
+
+    def __init__(self, sim: Settings, history_days: int) -> None:
+        self.sim, self.history_days = sim, history_days
+        self.events: pd.DataFrame | None = None
+        self.today = pd.DataFrame()
+
+    def through(self, day: date) -> pd.DataFrame:
+        """The window's events once `day` is added (`self.today`: the day's own events)."""
+        from recflow.data.batches import read_events
+
+        if self.events is None:
+            self.events = history_before(self.sim, day, self.history_days)
+        oldest = pd.Timestamp(day - timedelta(days=self.history_days), tz="UTC")
+        self.today = read_events(self.sim.validated_dir, [day])
+        kept = self.events[self.events["timestamp"] >= oldest]
+        self.events = pd.concat([kept, self.today]).reset_index(drop=True)
+        return self.events
+
+
+class DayContext:
+    """What preparing days carries from one day to the next in the process that prepares them: its
+    validator (the ids known so far) and the households' history window."""
+
+    def __init__(self, sim: Settings, history_days: int, validator=None) -> None:
+        from features.validation import Validator
+
+        self.validator = validator if validator is not None else Validator(sim)
+        self.history = HistoryWindow(sim, history_days)
+
+
+_worker_context: DayContext | None = None  # the day-preparing process's (the process serves one replay)
+
+
+def prepare_day(
+    sim: Settings, batch, feature_days: int, history_days: int, folder: str, context: DayContext | None = None
+) -> tuple:
+    """Validate `batch`, build its day's serving store (`serving_store`) in `<sim.home>/<folder>` and
+    find the households the day scores (`monitoring.quality.day_users`: histories and features as of
+    the day's start).
 
     Runs in the replay's second process (`DayPreparer`) while the first scores, checks and retrains on
-    the day before: it reads and writes only the validated store up to `batch.day` and its own folder.
-    `validator`: the loop's own `features.validation.Validator` when it runs in the loop's process;
-    None in the second process, which makes its own on its first day.
+    the days before: it reads and writes only the validated store up to `batch.day` and its own folder.
+    `context`: the loop's own `DayContext` when it runs in the loop's process; None in the second
+    process, which makes its own on its first day (days come to it in order).
 
     Returns:
-        `(outcome, seconds)`: the `features.validation.BatchOutcome` and `{"validate", "features"}`.
+        `(outcome, seconds, held)`: the `features.validation.BatchOutcome`, `{"validate", "features",
+        "households"}` and the day's `models.data.HeldOut`.
     """
-    from features.validation import Validator, validate_batch
+    from features.validation import validate_batch
+    from models.data import weighted_interactions
+    from monitoring.quality import day_users
 
-    global _worker_validator
-    if validator is None:
-        if _worker_validator is None:
-            _worker_validator = Validator(sim)
-        validator = _worker_validator
+    global _worker_context
+    if context is None:
+        if _worker_context is None:
+            _worker_context = DayContext(sim, history_days)
+        context = _worker_context
     t0 = time.perf_counter()
-    outcome = validate_batch(validator, batch, sim)
+    outcome = validate_batch(context.validator, batch, sim)
     t1 = time.perf_counter()
-    serving_store(sim, batch.day, feature_days, folder)
-    return outcome, {"validate": t1 - t0, "features": time.perf_counter() - t1}
+    serve, store = serving_store(sim, batch.day, feature_days, folder)
+    t2 = time.perf_counter()
+    events = context.history.through(batch.day)
+    held = day_users(serve, store, batch.day, weighted_interactions(events, sim))
+    seconds = {"validate": t1 - t0, "features": t2 - t1, "households": time.perf_counter() - t2}
+    return outcome, seconds, held
 
 
 class DayPreparer:
-    """Prepares the next day in a second process while the loop works on the current one.
+    """Prepares the coming days in a second process while the loop works on the current one.
 
-    Day d + 1's validation and serving store need only the validated days up to d + 1, never what the
-    loop does with day d (scoring, drift, retraining read the days up to d), so on two cores they run
-    side by side. The serving stores alternate between two folders (`serving-0`, `serving-1`): the one
-    the loop reads is never the one being rebuilt. Days are validated in order, one at a time, as
-    without it. `ahead=False` prepares each day in the loop's own process when it is due, with the
-    loop's `validator`.
+    Day d + j's validation, serving store and households need only the validated days up to d + j,
+    never what the loop does with day d (scoring, drift, retraining read the days up to d), so on two
+    cores they run side by side, up to `depth` days ahead (`PREPARE_DAYS_AHEAD`). The serving stores
+    rotate through `depth + 1` folders (`serving-0`, ...): the one the loop reads is never one being
+    rebuilt. Days are validated in order, one at a time, as without it. `ahead=False` prepares each day
+    in the loop's own process when it is due, with the loop's `validator`.
     """
 
     def __init__(
-        self, sim: Settings, batches: list, feature_days: int, validator, ahead: bool = True
+        self,
+        sim: Settings,
+        batches: list,
+        feature_days: int,
+        history_days: int,
+        validator,
+        ahead: bool = True,
+        depth: int | None = None,
     ) -> None:
-        self.sim, self.batches, self.feature_days, self.validator = sim, batches, feature_days, validator
-        self.pool = None
+        self.sim, self.batches = sim, batches
+        self.feature_days, self.history_days = feature_days, history_days
+        self.pool, self.context = None, None
         if ahead and len(batches) > 1:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
             self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        self.next = self._submit(0)
+            self.depth = max(1, PREPARE_DAYS_AHEAD if depth is None else depth)
+        else:
+            self.context = DayContext(sim, history_days, validator)
+            self.depth = 0
+        self.pending = {i: self._submit(i) for i in range(min(self.depth, len(batches)))}
+
+    def _folder(self, i: int) -> str:
+        return f"serving-{i % (self.depth + 1)}"
 
     def _submit(self, i: int):
-        if i >= len(self.batches):
-            return None
-        args = (self.sim, self.batches[i], self.feature_days, f"serving-{i % 2}")
-        return self.pool.submit(prepare_day, *args) if self.pool is not None else args
+        args = (self.sim, self.batches[i], self.feature_days, self.history_days, self._folder(i))
+        return self.pool.submit(prepare_day, *args)
 
     def day(self, i: int):
-        """Day `i`'s `(outcome, seconds, serve, store)`; starts preparing day `i + 1`. `seconds` has
-        `wait`: how long the loop waited for the day."""
+        """Day `i`'s `(outcome, seconds, serve, store, held)`; starts preparing day `i + depth`.
+        `seconds` has `wait`: how long the loop waited for the day."""
         from features.store import open_store
 
         t = time.perf_counter()
-        pending = self.next
         if self.pool is not None:
-            outcome, seconds = pending.result()
+            outcome, seconds, held = self.pending.pop(i).result()
+            if i + self.depth < len(self.batches):
+                self.pending[i + self.depth] = self._submit(i + self.depth)
         else:
-            outcome, seconds = prepare_day(*pending, validator=self.validator)
+            args = (self.sim, self.batches[i], self.feature_days, self.history_days, self._folder(i))
+            outcome, seconds, held = prepare_day(*args, context=self.context)
         seconds["wait"] = time.perf_counter() - t
-        self.next = self._submit(i + 1)
-        serve = self.sim.with_home(self.sim.home / f"serving-{i % 2}")
-        return outcome, seconds, serve, open_store(serve)
+        serve = self.sim.with_home(self.sim.home / self._folder(i))
+        return outcome, seconds, serve, open_store(serve), held
 
     def close(self) -> None:
         if self.pool is not None:
@@ -393,18 +457,16 @@ def replay_flow(
         dashboards: log the first policy's drift and quality per day into the Evidently workspace.
         progress: a JSON file rewritten after every day with the days so far and their summaries (a
             run cut short still leaves its figures).
-        prepare_ahead: validate the next day and build its serving store in a second process while
-            this one works on the day (`DayPreparer`); the days' `validate` and `features` seconds are
-            then that process's, and `wait` is how long the loop waited for them.
+        prepare_ahead: validate the coming days, build their serving stores and find their households
+            in a second process while this one works on the day (`DayPreparer`); the days' `validate`,
+            `features` and `households` seconds are then that process's, and `wait` is how long the
+            loop waited for them.
 
     Returns:
         `{"source", "start", "end", "train_days", "policies": {name: summary}, "days": [...], "validation"}`.
     """
     from features.validation import Validator, validate_batches
-    from models.data import weighted_interactions
-    from monitoring.quality import day_users
     from monitoring.workspace import log_batch, open_project
-    from recflow.data.batches import read_events
     from serving.package import promote, save_to_model_store
 
     check_holdout(holdout_days, train_days)
@@ -423,7 +485,7 @@ def replay_flow(
     )
     replayed = [b for b in batches if days[0] <= b.day <= days[-1]]
     # the first day is prepared while the first champion trains
-    preparer = DayPreparer(sim, replayed, feature_days, validator, ahead=prepare_ahead)
+    preparer = DayPreparer(sim, replayed, feature_days, history_days, validator, ahead=prepare_ahead)
     try:
         first_window = training_window(validated_days(sim), days[0] - timedelta(days=1), train_days)
         t = time.perf_counter()
@@ -443,26 +505,23 @@ def replay_flow(
                 PolicyRun(Policy(name, cooldown=cooldown, max_age=max_age), own, champion, first_window[-1])
             )
         opened = open_project(sim) if dashboards else None
-        events = history_before(sim, days[0], history_days)
+        window = HistoryWindow(sim, history_days)  # the loop's own: the days' feedback and histories
         rows_validated, validation_seconds = 0, 0.0
         for i, batch in enumerate(replayed):
             day = batch.day
             t0 = time.perf_counter()
-            outcome, prepared, serve, store = preparer.day(i)  # validated, its serving store built
+            # validated, its serving store built, its households found (`held`: those every policy's
+            # champion serves), all in the second process
+            outcome, prepared, serve, store, held = preparer.day(i)
             if not outcome.success:
                 get_run_logger().error("batch %s quarantined: %s", outcome.day, outcome.reason)
             validation_seconds += prepared["validate"]
             rows_validated += outcome.rows_in
             t2 = time.perf_counter()
-            oldest = pd.Timestamp(day - timedelta(days=history_days), tz="UTC")
-            today = read_events(sim.validated_dir, [day])
-            events = pd.concat([events[events["timestamp"] >= oldest], today])
-            events = events.reset_index(drop=True)
-            inter = weighted_interactions(events, sim)
-            held = day_users(serve, store, day, inter)  # the households every policy's champion serves
+            events = window.through(day)
             t3 = time.perf_counter()
             whole = t3 - t0
-            shared = {**prepared, "households": t3 - t2}
+            shared = {**prepared, "history": t3 - t2}
             for run in runs:
                 t4 = time.perf_counter()
                 record, quality, drift = replay_day(
@@ -472,10 +531,10 @@ def replay_flow(
                     store,
                     day,
                     events,
-                    inter,
+                    None,
                     train_days,
                     held=held,
-                    quiet=today.empty,
+                    quiet=window.today.empty,
                     feature_days=feature_days,
                 )
                 record.seconds = round(whole / len(runs) + time.perf_counter() - t4, 2)
@@ -527,7 +586,7 @@ def replay_day(
     store,
     day: date,
     events: pd.DataFrame,
-    inter: pd.DataFrame,
+    inter: pd.DataFrame | None,
     train_days: int,
     held=None,
     quiet: bool = False,
@@ -541,7 +600,8 @@ def replay_day(
         serve: the serving window's settings (`window_home`: the feature tables the champion reads).
         store: the Feast store of `serve`.
         day: the day just validated.
-        events, inter: the validated events of the history window through `day` and their interactions.
+        events, inter: the validated events of the history window through `day` and their interactions
+            (`inter` may be None when `held` is given).
         train_days: days a challenger trains on.
         held: the day's households (`monitoring.quality.day_users`), when the caller has them.
         quiet: the day has no validated event (the shop was closed: 2017-12-25 in the grocery year):
@@ -552,11 +612,14 @@ def replay_day(
     Returns:
         `(record, quality, drift)`: the day's record, the champion's `QualityResult` and `DriftResult`.
     """
+    from models.data import weighted_interactions
     from monitoring.quality import day_evaluation, day_users
 
     k = sim.train.k
     if held is None:
-        held = day_users(serve, store, day, inter)
+        held = day_users(
+            serve, store, day, inter if inter is not None else weighted_interactions(events, sim)
+        )
 
     def evaluate(bundle):
         return day_evaluation(serve, store, bundle, day, k, events=events, inter=inter, held=held)[0]

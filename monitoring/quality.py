@@ -241,9 +241,9 @@ def day_evaluation(
     start, end = day_bounds(day, settings.data.shop_timezone)
     if events is None:
         events = read_events(settings.validated_dir)
-    if inter is None:
-        inter = weighted_interactions(events, settings)
     if held is None:
+        if inter is None:
+            inter = weighted_interactions(events, settings)
         held = held_out(settings, store, start, end, inter=inter, max_users=max_users)
     evaluation = evaluate_package(bundle, held, settings.serving, k)
     ts = pd.to_datetime(events["timestamp"], utc=True, cache=False)

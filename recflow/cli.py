@@ -539,8 +539,9 @@ def replay(
     prepare_ahead: Annotated[
         bool,
         typer.Option(
-            help="validate the next day and build its serving store in a second process while the "
-            "day is scored, checked and retrained on (two cores)"
+            help="validate the coming days, build their serving stores and find their households in a "
+            "second process, up to sixteen days ahead, while the day is scored, checked and retrained on "
+            "(two cores)"
         ),
     ] = True,
     profile: ProfileOpt = None,

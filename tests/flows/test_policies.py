@@ -247,10 +247,14 @@ def test_replay_command_writes_the_policies_and_scores_before_learning(tmp_path,
     assert len({d["serving_model"] for d in never}) == 1
 
 
-def test_days_prepared_ahead_in_a_second_process_score_as_prepared_in_turn(tmp_path):
-    """The next day validated and its store built while the day is scored: the same figures, and the
-    first replayed day (validated while the first champion trains) is not in its own history."""
+def test_days_prepared_ahead_in_a_second_process_score_as_prepared_in_turn(tmp_path, monkeypatch):
+    """The coming days validated, their stores built and their households found while the day is
+    scored (two days ahead here, so the serving folders are reused): the same figures, and the first
+    replayed day (validated while the first champion trains) is not in its own history."""
+    import flows.policies
     from flows.policies import replay_flow
+
+    monkeypatch.setattr(flows.policies, "PREPARE_DAYS_AHEAD", 2)
 
     folder = tmp_path / "cj"
     write_completejourney_folder(folder, households=30, days=12)
@@ -276,4 +280,6 @@ def test_days_prepared_ahead_in_a_second_process_score_as_prepared_in_turn(tmp_p
     assert len(history) and history["timestamp"].max() < pd.Timestamp(start, tz="America/New_York")
     assert len(history_before(sim, start + timedelta(days=3), 91)) > len(history)  # the replayed days
     waited = [d["stage_seconds"]["wait"] for d in runs[True]["days"]]
-    assert all(w >= 0 for w in waited) and all("features" in d["stage_seconds"] for d in runs[True]["days"])
+    assert all(w >= 0 for w in waited)
+    assert all({"features", "households", "history"} <= set(d["stage_seconds"]) for d in runs[True]["days"])
+    assert sorted(p.name for p in sim.home.glob("serving-*")) == ["serving-0", "serving-1", "serving-2"]

@@ -77,6 +77,32 @@ def test_a_run_of_events_on_one_item_is_one_interaction_of_its_strongest_type():
     assert out["timestamp"].iloc[1] == pd.Timestamp("2026-01-01 10:00", tz="UTC")  # the run's first event
 
 
+def test_interactions_of_time_ordered_events_match_those_of_any_order():
+    """Validated events come in time order and are ordered by user alone (the fast path); shuffled, with
+    ties in time broken by event id, or with a missing timestamp, they are sorted by all three keys:
+    the interactions are the same either way."""
+    rng = np.random.default_rng(3)
+    n = 3_000
+    minutes = np.sort(rng.integers(0, 600, n))  # many events share a minute: ties broken by event id
+    events = pd.DataFrame(
+        {
+            "event_id": [f"e{i:05d}" for i in range(n)],
+            "user_id": rng.choice([f"u{i}" for i in range(40)], n),
+            "item_id": rng.choice(list("abcdef"), n),  # few items: many runs to collapse
+            "event_type": rng.choice(["view", "add_to_cart", "purchase"], n),
+            "timestamp": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(minutes, unit="min"),
+        }
+    )
+    in_order = interactions(events)
+    expected = interactions(events.sample(frac=1.0, random_state=0))  # the three-key sort
+    pd.testing.assert_frame_equal(in_order, expected)
+    reversed_ids = events.assign(event_id=events["event_id"].to_numpy()[::-1])  # ties now out of id order
+    pd.testing.assert_frame_equal(
+        interactions(reversed_ids), interactions(reversed_ids.sample(frac=1.0, random_state=1))
+    )
+    assert len(in_order) < n  # runs were collapsed
+
+
 def test_training_data_is_cut_in_time_and_features_are_point_in_time(model_world, tiny_data):
     settings, store = model_world
     data, split = tiny_data
