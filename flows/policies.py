@@ -265,27 +265,51 @@ class HistoryWindow:
 
 class DayContext:
     """What preparing days carries from one day to the next in the process that prepares them: its
-    validator (the ids known so far) and the households' history window."""
+    validator (the ids known so far), the outcomes of days validated ahead of their turn and the
+    households' history window."""
 
     def __init__(self, sim: Settings, history_days: int, validator=None) -> None:
         from features.validation import Validator
 
         self.validator = validator if validator is not None else Validator(sim)
         self.history = HistoryWindow(sim, history_days)
+        self.validated: dict[date, tuple] = {}  # day -> (BatchOutcome, its share of the run's seconds)
+
+    def validate(self, sim: Settings, upcoming: list) -> tuple:
+        """The outcome of `upcoming[0]`'s batch and its validation seconds. A day not validated yet is
+        validated with the rest of `upcoming` that is not (`features.validation.validate_batches`:
+        pooled Great Expectations runs, every day's verdict, folders and report as one day at a time
+        gives); each day of the pass is charged an equal share of its seconds."""
+        from features.validation import validate_batches
+
+        day = upcoming[0].day
+        if day not in self.validated:
+            group = [b for b in upcoming if b.day not in self.validated]
+            t = time.perf_counter()
+            outcomes = validate_batches(self.validator, group, sim)
+            share = (time.perf_counter() - t) / len(group)
+            self.validated.update({b.day: (o, share) for b, o in zip(group, outcomes, strict=True)})
+        return self.validated.pop(day)
 
 
 _worker_context: DayContext | None = None  # the day-preparing process's (the process serves one replay)
 
 
 def prepare_day(
-    sim: Settings, batch, feature_days: int, history_days: int, folder: str, context: DayContext | None = None
+    sim: Settings,
+    upcoming: list,
+    feature_days: int,
+    history_days: int,
+    folder: str,
+    context: DayContext | None = None,
 ) -> tuple:
-    """Validate `batch`, build its day's serving store (`serving_store`) in `<sim.home>/<folder>` and
-    find the households the day scores (`monitoring.quality.day_users`: histories and features as of
-    the day's start).
+    """Validate the batch `upcoming[0]` (with the rest of `upcoming` in one pooled pass, unless it was
+    validated already: `DayContext.validate`), build its day's serving store (`serving_store`) in
+    `<sim.home>/<folder>` and find the households the day scores (`monitoring.quality.day_users`:
+    histories and features as of the day's start).
 
     Runs in the replay's second process (`DayPreparer`) while the first scores, checks and retrains on
-    the days before: it reads and writes only the validated store up to `batch.day` and its own folder.
+    the days before: its serving store and households read only the validated days up to its day.
     `context`: the loop's own `DayContext` when it runs in the loop's process; None in the second
     process, which makes its own on its first day (days come to it in order).
 
@@ -293,7 +317,6 @@ def prepare_day(
         `(outcome, seconds, held)`: the `features.validation.BatchOutcome`, `{"validate", "features",
         "households"}` and the day's `models.data.HeldOut`.
     """
-    from features.validation import validate_batch
     from models.data import weighted_interactions
     from monitoring.quality import day_users
 
@@ -302,14 +325,14 @@ def prepare_day(
         if _worker_context is None:
             _worker_context = DayContext(sim, history_days)
         context = _worker_context
-    t0 = time.perf_counter()
-    outcome = validate_batch(context.validator, batch, sim)
+    day = upcoming[0].day
+    outcome, validate_seconds = context.validate(sim, upcoming)
     t1 = time.perf_counter()
-    serve, store = serving_store(sim, batch.day, feature_days, folder)
+    serve, store = serving_store(sim, day, feature_days, folder)
     t2 = time.perf_counter()
-    events = context.history.through(batch.day)
-    held = day_users(serve, store, batch.day, weighted_interactions(events, sim))
-    seconds = {"validate": t1 - t0, "features": t2 - t1, "households": time.perf_counter() - t2}
+    events = context.history.through(day)
+    held = day_users(serve, store, day, weighted_interactions(events, sim))
+    seconds = {"validate": validate_seconds, "features": t2 - t1, "households": time.perf_counter() - t2}
     return outcome, seconds, held
 
 
@@ -320,8 +343,10 @@ class DayPreparer:
     never what the loop does with day d (scoring, drift, retraining read the days up to d), so on two
     cores they run side by side, up to `depth` days ahead (`PREPARE_DAYS_AHEAD`). The serving stores
     rotate through `depth + 1` folders (`serving-0`, ...): the one the loop reads is never one being
-    rebuilt. Days are validated in order, one at a time, as without it. `ahead=False` prepares each day
-    in the loop's own process when it is due, with the loop's `validator`.
+    rebuilt. Days are validated in order, sixteen at a time in pooled Great Expectations runs (each
+    day's verdict, folders and report as one day at a time gives: `DayContext.validate`).
+    `ahead=False` prepares and validates each day in the loop's own process when it is due, with the
+    loop's `validator`.
     """
 
     def __init__(
@@ -351,9 +376,14 @@ class DayPreparer:
     def _folder(self, i: int) -> str:
         return f"serving-{i % (self.depth + 1)}"
 
+    def _args(self, i: int) -> tuple:
+        """`prepare_day`'s arguments for day `i`: ahead of the loop, the days up to the newest it may
+        prepare are validated together when day `i` is not yet; in turn, one day at a time."""
+        upcoming = self.batches[i : i + max(1, self.depth)]
+        return (self.sim, upcoming, self.feature_days, self.history_days, self._folder(i))
+
     def _submit(self, i: int):
-        args = (self.sim, self.batches[i], self.feature_days, self.history_days, self._folder(i))
-        return self.pool.submit(prepare_day, *args)
+        return self.pool.submit(prepare_day, *self._args(i))
 
     def day(self, i: int):
         """Day `i`'s `(outcome, seconds, serve, store, held)`; starts preparing day `i + depth`.
@@ -366,8 +396,7 @@ class DayPreparer:
             if i + self.depth < len(self.batches):
                 self.pending[i + self.depth] = self._submit(i + self.depth)
         else:
-            args = (self.sim, self.batches[i], self.feature_days, self.history_days, self._folder(i))
-            outcome, seconds, held = prepare_day(*args, context=self.context)
+            outcome, seconds, held = prepare_day(*self._args(i), context=self.context)
         seconds["wait"] = time.perf_counter() - t
         serve = self.sim.with_home(self.sim.home / self._folder(i))
         return outcome, seconds, serve, open_store(serve), held
