@@ -604,6 +604,7 @@ def replay_flow(
             "rows": rows_validated,
             "seconds": round(validation_seconds, 2),
             "rows_per_second": round(rows_validated / validation_seconds) if validation_seconds else None,
+            "days_per_pass": max(1, preparer.depth),  # days validated together (`DayContext.validate`)
         },
     }
 
@@ -922,7 +923,8 @@ def run_replay(
         print(f"{name}: {json.dumps(summary)}")
     v = result["validation"]
     print(
-        f"validation: {v['rows']:,} rows in {v['seconds']} s ({v['rows_per_second']} rows/s, one day per run)"
+        f"validation: {v['rows']:,} rows in {v['seconds']} s ({v['rows_per_second']} rows/s, "
+        f"{v['days_per_pass']} days per pass)"
     )
     print(f"total {result['seconds']:.0f} s; wrote {', '.join(map(str, written))}")
     return result

@@ -274,6 +274,7 @@ def test_days_prepared_ahead_in_a_second_process_score_as_prepared_in_turn(tmp_p
     assert len(figures[True]) == 4 and any(f[3] is not None for f in figures[True])
     assert figures[True] == figures[False]
     assert runs[True]["validation"]["rows"] == runs[False]["validation"]["rows"] > 0
+    assert (runs[True]["validation"]["days_per_pass"], runs[False]["validation"]["days_per_pass"]) == (2, 1)
     # the replay's history starts before the first replayed day even once that day is validated
     sim = replay_settings(load_settings("tiny", home=tmp_path / "home-True"))
     history = history_before(sim, start, 91)
