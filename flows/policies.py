@@ -560,9 +560,8 @@ def replay_flow(
                     store,
                     day,
                     events,
-                    None,
                     train_days,
-                    held=held,
+                    held,
                     quiet=window.today.empty,
                     feature_days=feature_days,
                 )
@@ -616,9 +615,8 @@ def replay_day(
     store,
     day: date,
     events: pd.DataFrame,
-    inter: pd.DataFrame | None,
     train_days: int,
-    held=None,
+    held,
     quiet: bool = False,
     feature_days: int = 31,
 ):
@@ -630,10 +628,9 @@ def replay_day(
         serve: the serving window's settings (`window_home`: the feature tables the champion reads).
         store: the Feast store of `serve`.
         day: the day just validated.
-        events, inter: the validated events of the history window through `day` and their interactions
-            (`inter` may be None when `held` is given).
+        events: the validated events of the history window through `day` (the day's feedback).
         train_days: days a challenger trains on.
-        held: the day's households (`monitoring.quality.day_users`), when the caller has them.
+        held: the day's households (`monitoring.quality.day_users`, found by `prepare_day`).
         quiet: the day has no validated event (the shop was closed: 2017-12-25 in the grocery year):
             nothing to score or to check for drift, and a retrain the policy asks for waits for the
             next day with baskets (its held-out day would have no targets).
@@ -642,17 +639,12 @@ def replay_day(
     Returns:
         `(record, quality, drift)`: the day's record, the champion's `QualityResult` and `DriftResult`.
     """
-    from models.data import weighted_interactions
-    from monitoring.quality import day_evaluation, day_users
+    from monitoring.quality import day_evaluation
 
     k = sim.train.k
-    if held is None:
-        held = day_users(
-            serve, store, day, inter if inter is not None else weighted_interactions(events, sim)
-        )
 
     def evaluate(bundle):
-        return day_evaluation(serve, store, bundle, day, k, events=events, inter=inter, held=held)[0]
+        return day_evaluation(serve, store, bundle, day, k, events=events, held=held)[0]
 
     def basket_ndcg(bundle) -> float | None:
         quality = evaluate(bundle)
