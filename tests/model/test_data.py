@@ -78,9 +78,9 @@ def test_a_run_of_events_on_one_item_is_one_interaction_of_its_strongest_type():
 
 
 def test_interactions_of_time_ordered_events_match_those_of_any_order():
-    """Validated events come in time order and are ordered by user alone (the fast path); shuffled, with
-    ties in time broken by event id, or with a missing timestamp, they are sorted by all three keys:
-    the interactions are the same either way."""
+    """Validated events come in time order and are ordered by user alone (the fast path); shuffled, or
+    with ties in time out of event-id order, they are sorted by all three keys: the interactions are
+    the same either way."""
     rng = np.random.default_rng(3)
     n = 3_000
     minutes = np.sort(rng.integers(0, 600, n))  # many events share a minute: ties broken by event id
