@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recflow.data.batches import Batch, day_bounds, list_batches
@@ -132,6 +133,8 @@ class Validator:
             definition = gx.ValidationDefinition(name=f"validate_{table}", data=batch_def, suite=suite)
             self.definitions[table] = self.context.validation_definitions.add_or_update(definition)
         self._ids: dict[tuple[str, date], frozenset[str]] = {}
+        self._known: dict[str, tuple[date, list[date], frozenset[str]]] = {}
+        """Per table, the last `known_ids` answer: (its `before`, the validated days it read, the keys)."""
         self.seconds: dict[str, float] = dict.fromkeys(TABLE_ORDER, 0.0)
         """Seconds spent validating each table so far (the throughput benchmark reads them)."""
         self.runs: dict[str, int] = dict.fromkeys(TABLE_ORDER, 0)
@@ -143,21 +146,27 @@ class Validator:
         Upserts never remove a key, so this is the key set of the validated catalogue as of the day
         before. Each day's keys are read once per Validator (only the key column) and kept.
         """
-        out: set[str] = set()
-        for batch in list_batches(self.settings.validated_dir):
-            if batch.day >= before:
-                break
+        days = [b for b in list_batches(self.settings.validated_dir) if b.day < before]
+        start, out = 0, set()
+        held = self._known.get(table)  # the key set of an earlier call: extended, not rebuilt
+        if held is not None and held[0] <= before and held[1] == [b.day for b in days[: len(held[1])]]:
+            start, out = len(held[1]), set(held[2])
+        for batch in days[start:]:
             ids = self._ids.get((table, batch.day))
             if ids is None:
                 column = pq.read_table(batch.table(table), columns=[KEYS[table]]).column(0)
                 ids = self._ids[(table, batch.day)] = frozenset(column.drop_null().to_pylist())
             out |= ids
+        self._known[table] = (before, [b.day for b in days], frozenset(out))
         return out
 
     def forget(self, day: date) -> None:
         """Drop the kept keys of `day` (its validated folder is being rewritten)."""
         for key in [k for k in self._ids if k[1] == day]:
             del self._ids[key]
+        for table, (_, days, _) in list(self._known.items()):
+            if day in days:
+                del self._known[table]
 
     def validate(
         self, table: str, df: pd.DataFrame, parameters: dict
@@ -171,8 +180,8 @@ class Validator:
         start = time.perf_counter()
         # Arrow-backed strings: GX copies the frame for many of its metrics, and copying (and null-testing)
         # Python-object strings is what most of a large run spends; verdicts are the same.
-        strings = {c: "string[pyarrow]" for c in df.columns if str(df[c].dtype) == "string"}
-        df = df.reset_index(drop=True).astype(strings)
+        df = df.reset_index(drop=True)
+        df = df.assign(**{c: _one_chunk(df[c]) for c, t in df.dtypes.items() if str(t) == "string"})
         result = self.definitions[table].run(
             batch_parameters={"dataframe": df},
             expectation_parameters=parameters,
@@ -204,6 +213,15 @@ class Validator:
         """Render Data Docs (HTML) for every validation so far; returns the index page."""
         self.context.build_data_docs()
         return self.settings.home / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+
+def _one_chunk(values: pd.Series) -> pd.Series:
+    """`values` as Arrow-backed strings in one contiguous chunk (frames pooled by `pd.concat` hold one
+    chunk per part, which slows Great Expectations' per-row metrics)."""
+    if values.dtype != pd.StringDtype("pyarrow"):
+        return values.astype("string[pyarrow]")
+    column = pa.chunked_array(pa.array(values.array)).combine_chunks()
+    return pd.Series(pd.arrays.ArrowStringArray(column), index=values.index, name=values.name)
 
 
 def describe_expectation(kind: str, column: str | None = None) -> str:
@@ -238,18 +256,32 @@ def validate_batches(
     days_per_run = days_per_run or settings.data.validation_days_per_run
     pending = sorted(batches, key=lambda b: b.day)
     frames: dict[date, dict[str, pd.DataFrame]] = {}
+    raw: dict[date, dict[str, pa.Table]] = {}
     outcomes: list[BatchOutcome] = []
     while pending:
         for batch in pending[:days_per_run]:
             if batch.day not in frames:
-                frames[batch.day] = {t: batch.read(t).reset_index(drop=True) for t in TABLE_ORDER}
+                raw[batch.day], frames[batch.day] = _read_day(batch)
         group = _poolable(pending[:days_per_run], frames, settings)
-        done = _validate_group(validator, group, frames, settings)
+        done = _validate_group(validator, group, frames, raw, settings)
         outcomes += done
         for batch in pending[: len(done)]:
             frames.pop(batch.day, None)
+            raw.pop(batch.day, None)
         pending = pending[len(done) :]
     return outcomes
+
+
+_ARROW_STRINGS = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
+
+
+def _read_day(batch: Batch) -> tuple[dict[str, pa.Table], dict[str, pd.DataFrame]]:
+    """A raw batch's tables as read (Arrow: its validated rows are written back from them, filtered, with
+    the raw file's own schema) and as the frames the checks see, their strings Arrow-backed (their dtype
+    is still the contract's `string`; Great Expectations and the known-id tokens work on them without
+    converting every value to a Python object and back)."""
+    raw = {t: pq.read_table(batch.table(t)) for t in TABLE_ORDER}
+    return raw, {t: table.to_pandas(types_mapper=_ARROW_STRINGS.get) for t, table in raw.items()}
 
 
 def _poolable(candidates: list[Batch], frames: dict, settings: Settings) -> list[Batch]:
@@ -269,8 +301,8 @@ def _poolable(candidates: list[Batch], frames: dict, settings: Settings) -> list
 
 
 def _exact_schema(df: pd.DataFrame, table: str) -> bool:
-    return list(df.columns) == list(TABLES[table]) and all(
-        str(df[c].dtype) == t for c, t in TABLES[table].items()
+    return list(df.columns) == list(TABLES[table]) and [str(t) for t in df.dtypes] == list(
+        TABLES[table].values()
     )
 
 
@@ -295,16 +327,15 @@ def _known_tokens(values: pd.Series, known: set[str]) -> pd.Series:
     pydantic `.dict()` called per kwarg in `_get_domain_kwargs` / `_get_success_kwargs`): a day of
     3,600 known ids cost ~1 s a run, the 92k-product catalogue ~25 s.
     """
-    codes, uniques = pd.factorize(values.astype("string"))
-    known_unique = np.array([u in known for u in uniques], dtype=bool)
-    spoof_unique = np.array([u == KNOWN for u in uniques], dtype=bool) & ~known_unique
-    text = values.astype("string")
-    present = codes >= 0
-    is_known = np.zeros(len(values), dtype=bool)
-    is_known[present] = known_unique[codes[present]]
-    spoof = np.zeros(len(values), dtype=bool)
-    spoof[present] = spoof_unique[codes[present]]
-    return text.mask(is_known, KNOWN).mask(spoof, UNKNOWN_TOKEN)
+    text = values if isinstance(values.dtype, pd.StringDtype) else values.astype("string")
+    codes, uniques = pd.factorize(text)
+    ids = uniques.tolist()
+    tokens = np.array(
+        [KNOWN if u in known else UNKNOWN_TOKEN if u == KNOWN else u for u in ids], dtype=object
+    )
+    # each distinct id replaced once, then spread over the rows (nulls, code -1, stay null)
+    out = pd.array(tokens, dtype=text.dtype).take(codes, allow_fill=True)
+    return pd.Series(out, index=values.index, name=values.name)
 
 
 def _by_day(frame: pd.DataFrame, table: str, n: int, pooled: bool) -> pd.DataFrame:
@@ -312,11 +343,12 @@ def _by_day(frame: pd.DataFrame, table: str, n: int, pooled: bool) -> pd.DataFra
     key = KEYS[table]
     if not pooled or key not in frame:
         return frame
-    return frame.assign(**{key: f"{n}/" + frame[key].astype("string")})
+    ids = frame[key] if isinstance(frame[key].dtype, pd.StringDtype) else frame[key].astype("string")
+    return frame.assign(**{key: f"{n}/" + ids})
 
 
 def _validate_group(
-    validator: Validator, group: list[Batch], frames: dict, settings: Settings
+    validator: Validator, group: list[Batch], frames: dict, raw: dict, settings: Settings
 ) -> list[BatchOutcome]:
     """Validate `group`'s days with one GX run per table; returns the outcomes of the days it settled
     (all of them, or up to the first quarantined day when later days depended on its ids)."""
@@ -336,13 +368,13 @@ def _validate_group(
             for n, b in enumerate(group)
         ]
     parts = []
-    before = {t: validator.known_ids(t, group[0].day) for t in ("users", "items")}
+    known = {t: validator.known_ids(t, group[0].day) for t in ("users", "items")}  # grows day by day
     for n, batch in enumerate(group):
         events = _by_day(frames[batch.day]["events"], "events", n, pooled).copy()
         for table, column in (("users", "user_id"), ("items", "item_id")):
+            known[table] |= good_keys[table][n]  # the catalogue as of day n: the days before and its own
             if column in events:  # a missing column fails the table-level expectation
-                known = before[table].union(*good_keys[table][: n + 1])
-                events[column] = _known_tokens(events[column], known)
+                events[column] = _known_tokens(events[column], known[table])
         parts.append(events)
     window_start = day_bounds(group[0].day, settings.data.shop_timezone)[0]
     window_end = day_bounds(group[-1].day, settings.data.shop_timezone)[1]
@@ -350,7 +382,7 @@ def _validate_group(
     results["events"] = validator.validate("events", pd.concat(parts, ignore_index=True), params)
     if len(group) > 1 and any(r[3] for r in results.values()):
         # a table-level failure cannot be pinned on one day: validate the days one by one
-        return [o for b in group for o in _validate_group(validator, [b], frames, settings)]
+        return [o for b in group for o in _validate_group(validator, [b], frames, raw, settings)]
     outcomes = []
     for n, batch in enumerate(group):
         reports = {
@@ -358,7 +390,14 @@ def _validate_group(
             for t in TABLE_ORDER
         }
         outcome = _settle(
-            validator, batch, frames[batch.day], reports, results, settings, single=len(group) == 1
+            validator,
+            batch,
+            frames[batch.day],
+            raw[batch.day],
+            reports,
+            results,
+            settings,
+            single=len(group) == 1,
         )
         outcomes.append(outcome)
         if outcome.status == "quarantined" and n + 1 < len(group):
@@ -366,11 +405,13 @@ def _validate_group(
     return outcomes
 
 
-def _settle(validator, batch, frames, reports, results, settings, single: bool) -> BatchOutcome:
-    """Route one day's rows from its (day-level) reports and write its folders."""
+def _settle(validator, batch, frames, raw, reports, results, settings, single: bool) -> BatchOutcome:
+    """Route one day's rows from its (day-level) reports and write its folders (the rows are taken from
+    the raw Arrow tables `raw`, so both folders keep the raw files' schema; quarantined rows gain a
+    `__failed_expectations` column)."""
     outcomes: dict[str, TableOutcome] = {}
-    good: dict[str, pd.DataFrame] = {}
-    bad: dict[str, pd.DataFrame] = {}
+    good: dict[str, pa.Table] = {}
+    bad: dict[str, pa.Table] = {}
     for table in TABLE_ORDER:
         df = frames[table]
         report = reports[table]
@@ -387,17 +428,17 @@ def _settle(validator, batch, frames, reports, results, settings, single: bool) 
         ]
         table_level = results[table][3] if single else False
         mask = df.index.isin(sorted(bad_rows))
-        bad[table] = df[mask].assign(__failed_expectations=_row_reasons(df, mask, report))
-        good[table] = df[~mask]
+        bad[table] = _with_reasons(raw[table].filter(pa.array(mask)), _row_reasons(df, mask, report))
+        good[table] = raw[table].filter(pa.array(~mask)) if mask.any() else raw[table]
         outcomes[table] = TableOutcome(
             table, len(df), int((~mask).sum()), int(mask.sum()), failed, table_level
         )
     status, reason = _decide(outcomes, settings)
     if status == "quarantined":
         for t in TABLE_ORDER:  # the whole batch: every row goes to quarantine
-            bad[t] = frames[t].assign(__failed_expectations=f"batch quarantined: {reason}")
+            bad[t] = _with_reasons(raw[t], [f"batch quarantined: {reason}"] * raw[t].num_rows)
             outcomes[t].rows_quarantined, outcomes[t].rows_valid = len(frames[t]), 0
-            good[t] = frames[t].iloc[0:0]
+            good[t] = raw[t].slice(0, 0)
     outcome = BatchOutcome(batch.day.isoformat(), status, suite_version(), outcomes, reason)
     validator.forget(batch.day)
     _write(settings, batch, good, bad, outcome, reports)
@@ -418,12 +459,15 @@ def _day_report(report: dict, lo: int, hi: int, frame: pd.DataFrame) -> dict:
         result = dict(exp.get("result") or {})
         index = result.get("unexpected_index_list")
         if index is not None:
-            keep = [int(i) - lo for i in index if lo <= int(i) < hi]
+            rows = np.asarray(index, dtype=np.int64)
+            keep = (rows[(rows >= lo) & (rows < hi)] - lo).tolist()
             result["unexpected_index_list"] = keep
             column = exp.get("kwargs", {}).get("column")
             if column in frame and "unexpected_list" in result:
-                values = frame[column].iloc[keep]
-                values = values.astype(object).where(values.notna(), None).tolist()
+                values = []
+                if keep:
+                    picked = frame[column].iloc[keep]
+                    values = picked.astype(object).where(picked.notna(), None).tolist()
                 result["unexpected_list"] = values
                 result["partial_unexpected_list"] = values[:20]
                 counts = Counter(values).most_common(20)
@@ -464,7 +508,10 @@ def events_parameters(known_user_ids, known_item_ids, window_start: datetime, wi
 
 
 def _ids(df: pd.DataFrame, column: str) -> set[str]:
-    return set(df[column].dropna().astype(str)) if column in df else set()
+    if column not in df:
+        return set()
+    values = df[column].dropna()
+    return set(values.tolist() if isinstance(values.dtype, pd.StringDtype) else values.astype(str))
 
 
 def _row_reasons(df: pd.DataFrame, mask, report: dict) -> list[str]:
@@ -478,6 +525,10 @@ def _row_reasons(df: pd.DataFrame, mask, report: dict) -> list[str]:
                 f"{exp['expectation_type']}({exp['kwargs'].get('column', '')})"
             )
     return ["; ".join(reasons.get(i, ["batch rejected"])) for i in df.index[mask]]
+
+
+def _with_reasons(rows: pa.Table, reasons: list[str]) -> pa.Table:
+    return rows.append_column("__failed_expectations", pa.array(reasons, pa.string()))
 
 
 def _decide(outcomes: dict[str, TableOutcome], settings: Settings) -> tuple[str, str]:
@@ -502,13 +553,13 @@ def _write(settings, batch, good, bad, outcome: BatchOutcome, reports) -> None:
     day = batch.day.isoformat()
 
     def validated(folder: Path) -> None:
-        for table, df in good.items():
-            df.to_parquet(folder / f"{table}.parquet", index=False)
+        for table, rows in good.items():
+            pq.write_table(rows, folder / f"{table}.parquet")
 
     def quarantined(folder: Path) -> None:
-        for table, df in bad.items():
-            if len(df):
-                df.to_parquet(folder / f"{table}.parquet", index=False)
+        for table, rows in bad.items():
+            if rows.num_rows:
+                pq.write_table(rows, folder / f"{table}.parquet")
         report = outcome.to_dict() | {"validation_results": reports, "raw_batch": str(batch.path)}
         (folder / "report.json").write_text(json.dumps(report, indent=2, default=str))
 

@@ -8,7 +8,7 @@ import pytest
 
 from features.validation import KNOWN, Validator, load_suite_spec, validate_batch, validate_batches
 from recflow.data.batches import Batch, day_bounds, list_batches
-from recflow.data.schema import conform
+from recflow.data.schema import KEYS, conform
 from recflow.data.sources import land_batches
 
 
@@ -110,6 +110,25 @@ def test_revalidation_does_not_duplicate_rows(landed, validator, tiny_settings):
     assert first.rows_valid == second.rows_valid
     assert _counts(tiny_settings, first.day, "events")[0] == len(landed[0].read("events"))
     assert len(list_batches(tiny_settings.validated_dir)) == 1
+
+
+def _validated_keys(settings, table: str, before) -> set[str]:
+    files = [b.table(table) for b in list_batches(settings.validated_dir) if b.day < before]
+    return set(pd.concat([pd.read_parquet(f) for f in files])[KEYS[table]].dropna())
+
+
+def test_known_ids_follow_a_day_validated_again(landed, validator, tiny_settings, tmp_path):
+    validate_batches(validator, landed[:3], tiny_settings)
+    day = landed[3].day
+    kept = validator.known_ids("items", day)
+    assert kept == _validated_keys(tiny_settings, "items", day) and kept
+    assert validator.known_ids("items", day) == kept  # answered again from what it keeps
+    items = landed[1].read("items")  # the second day again, with one more item
+    items = pd.concat([items, items.iloc[:1].assign(item_id="newcomer")], ignore_index=True)
+    outcome = validate_batch(validator, _tampered(landed[1], tmp_path, items=items), tiny_settings)
+    assert outcome.status == "valid"
+    again = validator.known_ids("items", day)
+    assert again == _validated_keys(tiny_settings, "items", day) == kept | {"newcomer"}
 
 
 def test_data_docs_are_written(landed, validator, tiny_settings):
