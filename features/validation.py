@@ -133,8 +133,8 @@ class Validator:
             definition = gx.ValidationDefinition(name=f"validate_{table}", data=batch_def, suite=suite)
             self.definitions[table] = self.context.validation_definitions.add_or_update(definition)
         self._ids: dict[tuple[str, date], frozenset[str]] = {}
-        self._known: dict[str, tuple[date, list[date], frozenset[str]]] = {}
-        """Per table, the last `known_ids` answer: (its `before`, the validated days it read, the keys)."""
+        self._known: dict[str, tuple[list[date], frozenset[str]]] = {}
+        """Per table, the last `known_ids` answer: (the validated days it read, their keys)."""
         self.seconds: dict[str, float] = dict.fromkeys(TABLE_ORDER, 0.0)
         """Seconds spent validating each table so far (the throughput benchmark reads them)."""
         self.runs: dict[str, int] = dict.fromkeys(TABLE_ORDER, 0)
@@ -149,22 +149,22 @@ class Validator:
         days = [b for b in list_batches(self.settings.validated_dir) if b.day < before]
         start, out = 0, set()
         held = self._known.get(table)  # the key set of an earlier call: extended, not rebuilt
-        if held is not None and held[0] <= before and held[1] == [b.day for b in days[: len(held[1])]]:
-            start, out = len(held[1]), set(held[2])
+        if held is not None and held[0] == [b.day for b in days[: len(held[0])]]:
+            start, out = len(held[0]), set(held[1])
         for batch in days[start:]:
             ids = self._ids.get((table, batch.day))
             if ids is None:
                 column = pq.read_table(batch.table(table), columns=[KEYS[table]]).column(0)
                 ids = self._ids[(table, batch.day)] = frozenset(column.drop_null().to_pylist())
             out |= ids
-        self._known[table] = (before, [b.day for b in days], frozenset(out))
+        self._known[table] = ([b.day for b in days], frozenset(out))
         return out
 
     def forget(self, day: date) -> None:
         """Drop the kept keys of `day` (its validated folder is being rewritten)."""
         for key in [k for k in self._ids if k[1] == day]:
             del self._ids[key]
-        for table, (_, days, _) in list(self._known.items()):
+        for table, (days, _) in list(self._known.items()):
             if day in days:
                 del self._known[table]
 
@@ -327,7 +327,7 @@ def _known_tokens(values: pd.Series, known: set[str]) -> pd.Series:
     pydantic `.dict()` called per kwarg in `_get_domain_kwargs` / `_get_success_kwargs`): a day of
     3,600 known ids cost ~1 s a run, the 92k-product catalogue ~25 s.
     """
-    text = values if isinstance(values.dtype, pd.StringDtype) else values.astype("string")
+    text = _as_string(values)
     codes, uniques = pd.factorize(text)
     ids = uniques.tolist()
     tokens = np.array(
@@ -338,13 +338,17 @@ def _known_tokens(values: pd.Series, known: set[str]) -> pd.Series:
     return pd.Series(out, index=values.index, name=values.name)
 
 
+def _as_string(values: pd.Series) -> pd.Series:
+    """`values` as the contract's `string` dtype; string columns (Python- or Arrow-backed) as they are."""
+    return values if isinstance(values.dtype, pd.StringDtype) else values.astype("string")
+
+
 def _by_day(frame: pd.DataFrame, table: str, n: int, pooled: bool) -> pd.DataFrame:
     """`frame` as it enters a pooled run: its key prefixed with the day's number (uniqueness per day)."""
     key = KEYS[table]
     if not pooled or key not in frame:
         return frame
-    ids = frame[key] if isinstance(frame[key].dtype, pd.StringDtype) else frame[key].astype("string")
-    return frame.assign(**{key: f"{n}/" + ids})
+    return frame.assign(**{key: f"{n}/" + _as_string(frame[key])})
 
 
 def _validate_group(
@@ -510,8 +514,7 @@ def events_parameters(known_user_ids, known_item_ids, window_start: datetime, wi
 def _ids(df: pd.DataFrame, column: str) -> set[str]:
     if column not in df:
         return set()
-    values = df[column].dropna()
-    return set(values.tolist() if isinstance(values.dtype, pd.StringDtype) else values.astype(str))
+    return set(_as_string(df[column].dropna()).tolist())
 
 
 def _row_reasons(df: pd.DataFrame, mask, report: dict) -> list[str]:
